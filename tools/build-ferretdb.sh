@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Build FerretDB (v1 line, SQLite backend) from its Go module into the shared cache.
 # A second run does nothing: the binary is keyed by version.
+#
+# `go install module@version` builds a binary that panics at start: FerretDB embeds
+# build/version/version.txt, which its release process generates and the module zip
+# leaves empty. So: download the module with the Go toolchain, copy it, write the
+# version file, build it as the main module (dependencies come from the module proxy).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -11,11 +16,16 @@ if [ -x "$out" ]; then
   echo "$out"
   exit 0
 fi
-command -v go >/dev/null || { echo "build-ferretdb: the Go toolchain is needed to build FerretDB (set MONGO_URL to use an existing MongoDB instead)" >&2; exit 1; }
+command -v go >/dev/null || { echo "build-ferretdb: the Go toolchain is needed to build FerretDB (or set MONGO_URL to use an existing MongoDB)" >&2; exit 1; }
+echo "build-ferretdb: building FerretDB $FERRETDB_VERSION from its Go module (first time only, about a minute)..." >&2
+src=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[ -d "$src" ] || { echo "build-ferretdb: go mod download gave no source folder for FerretDB $FERRETDB_VERSION" >&2; exit 1; }
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-echo "build-ferretdb: building FerretDB $FERRETDB_VERSION from its Go module (first time only, a few minutes)..." >&2
-GOBIN="$tmp" GOFLAGS=-trimpath go install "$FERRETDB_MODULE@$FERRETDB_VERSION" >&2
+trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+cp -r "$src" "$tmp/src"
+chmod -R u+w "$tmp/src"
+echo "$FERRETDB_VERSION" > "$tmp/src/build/version/version.txt"
+(cd "$tmp/src" && GOFLAGS="-trimpath -mod=mod" go build -ldflags="-s -w" -o "$tmp/ferretdb" ./cmd/ferretdb) >&2
 mkdir -p "$cache/bin"
 mv "$tmp/ferretdb" "$out"
 echo "$out"

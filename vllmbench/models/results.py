@@ -1,0 +1,255 @@
+"""The standardized benchmark record and the raw harness output.
+
+Latencies are in milliseconds, rates per second. The record maps to and from the
+llm-d Benchmark Report v0.2 (``vllmbench.standardize.llmd``), and adds what that
+report lacks: goodput against stated SLOs and the client's trust figures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from vllmbench.models.base import Strict
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$"
+RECORD_SCHEMA_VERSION = "1"
+
+NonNegative = Field(ge=0)
+
+
+class Stats(Strict):
+    """Summary statistics of one quantity over the requests of a run."""
+
+    units: Literal["ms", "ms/token", "s", "tokens", "tokens/s", "requests/s", "percent"] = "ms"
+    count: int = Field(ge=0, description="Samples the statistics were computed from.")
+    mean: float = Field(ge=0)
+    stddev: float = Field(0.0, ge=0)
+    min: float = Field(ge=0)
+    p50: float = Field(ge=0)
+    p90: float = Field(ge=0)
+    p95: float = Field(ge=0)
+    p99: float = Field(ge=0)
+    p999: float = Field(ge=0, description="The 99.9th percentile.")
+    max: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Stats":
+        order = ["min", "p50", "p90", "p95", "p99", "p999", "max"]
+        values = [getattr(self, name) for name in order]
+        for (lo_name, lo), (hi_name, hi) in zip(zip(order, values), zip(order[1:], values[1:])):
+            if lo > hi * (1 + 1e-9) + 1e-12:
+                raise ValueError(f"percentiles out of order: {lo_name}={lo} > {hi_name}={hi}")
+        if not (self.min * (1 - 1e-9) - 1e-12 <= self.mean <= self.max * (1 + 1e-9) + 1e-12):
+            raise ValueError(f"mean={self.mean} is outside [min={self.min}, max={self.max}]")
+        return self
+
+
+class RunInfo(Strict):
+    run_id: str = Field(pattern=RUN_ID_PATTERN, description="Unique id of the benchmark run.")
+    stage: int = Field(0, ge=0, description="Index of the load stage (sweep step) within the run.")
+    experiment_id: str | None = Field(None, max_length=200)
+    project: str | None = Field(None, pattern=NAME_PATTERN)
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    duration_s: float | None = Field(None, ge=0)
+    config_commit: str | None = Field(None, pattern=r"^[0-9a-f]{7,64}$")
+
+    @model_validator(mode="after")
+    def _times(self) -> "RunInfo":
+        if self.ended_at is not None and _aware(self.ended_at) < _aware(self.started_at):
+            raise ValueError("ended_at is before started_at")
+        return self
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+class Accelerator(Strict):
+    model: str = Field(max_length=200, description="e.g. NVIDIA-H100-80GB-HBM3")
+    count: int = Field(ge=0)
+
+
+class Parallelism(Strict):
+    tp: int = Field(1, ge=1, description="tensor parallel size")
+    pp: int = Field(1, ge=1, description="pipeline parallel size")
+    dp: int = Field(1, ge=1, description="data parallel size")
+    ep: int = Field(1, ge=1, description="expert parallel size")
+
+
+class LengthDistribution(Strict):
+    """Distribution of token lengths (prompt or output)."""
+
+    kind: Literal["fixed", "uniform", "normal", "dataset", "other"] = "fixed"
+    mean: float = Field(ge=0)
+    stddev: float | None = Field(None, ge=0)
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "LengthDistribution":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min={self.min} > max={self.max}")
+        return self
+
+
+class LoadProfile(Strict):
+    mode: Literal["rate", "concurrency"]
+    arrival: Literal["constant", "poisson", "burst"] | None = Field(
+        None, description="Arrival process when mode is rate."
+    )
+    rate_rps: float | None = Field(None, gt=0, description="Requested rate, requests per second.")
+    concurrency: int | None = Field(None, ge=1, description="Requests kept in flight.")
+    max_in_flight: int | None = Field(None, ge=1, description="Client cap on requests in flight.")
+    duration_s: float | None = Field(None, gt=0)
+    request_count: int | None = Field(None, ge=1)
+    warmup_s: float = Field(0.0, ge=0)
+    cooldown_s: float = Field(0.0, ge=0)
+    input_tokens: LengthDistribution | None = None
+    output_tokens: LengthDistribution | None = None
+    dataset: str | None = Field(None, max_length=500, description="synthetic, a file name, or sharegpt")
+    unique_prompts: bool = Field(True, description="False when prompts may share prefixes (prefix cache can flatter).")
+    streaming: bool = True
+    endpoint: Literal["completions", "chat"] = "completions"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "LoadProfile":
+        if self.mode == "rate" and self.rate_rps is None:
+            raise ValueError("mode 'rate' needs rate_rps")
+        if self.mode == "concurrency" and self.concurrency is None:
+            raise ValueError("mode 'concurrency' needs concurrency")
+        return self
+
+
+class Harness(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="vllmbench, guidellm, vllm-bench-serve, ...")
+    version: str | None = Field(None, max_length=100)
+
+
+class Scenario(Strict):
+    model: str = Field(max_length=300)
+    engine: str = Field("vllm", max_length=100)
+    engine_version: str | None = Field(None, max_length=100)
+    accelerator: Accelerator | None = None
+    parallelism: Parallelism = Field(default_factory=Parallelism)
+    load: LoadProfile
+    harness: Harness
+
+
+class RequestCounts(Strict):
+    total: int = Field(ge=0)
+    succeeded: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    failures_by_cause: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("failures_by_cause")
+    @classmethod
+    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        for cause, count in value.items():
+            if count < 0:
+                raise ValueError(f"failures_by_cause[{cause!r}] is negative")
+        return value
+
+    @model_validator(mode="after")
+    def _sum(self) -> "RequestCounts":
+        if self.succeeded + self.failed > self.total:
+            raise ValueError(f"succeeded ({self.succeeded}) + failed ({self.failed}) > total ({self.total})")
+        if self.failures_by_cause and sum(self.failures_by_cause.values()) != self.failed:
+            raise ValueError("failures_by_cause does not add up to failed")
+        return self
+
+
+class Throughput(Strict):
+    requests_per_s: float = Field(ge=0)
+    input_tokens_per_s: float = Field(ge=0)
+    output_tokens_per_s: float = Field(ge=0)
+    total_tokens_per_s: float = Field(ge=0)
+
+
+class Latency(Strict):
+    ttft: Stats | None = Field(None, description="Time to first token, ms.")
+    itl: Stats | None = Field(None, description="Every gap between streamed tokens, ms.")
+    tpot: Stats | None = Field(None, description="(e2e - ttft) / (output tokens - 1), ms/token.")
+    ntpot: Stats | None = Field(None, description="e2e / output tokens, ms/token.")
+    e2e: Stats | None = Field(None, description="End-to-end request latency, ms.")
+    e2e_from_schedule: Stats | None = Field(
+        None, description="Latency counted from the planned send time: shows a client backlog."
+    )
+
+
+class Slo(Strict):
+    ttft_ms: float | None = Field(None, gt=0)
+    itl_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+    e2e_ms: float | None = Field(None, gt=0)
+
+
+class Goodput(Strict):
+    slo: Slo
+    good_requests: int = Field(ge=0)
+    requests_per_s: float = Field(ge=0)
+    fraction: float = Field(ge=0, le=1)
+
+
+class Trust(Strict):
+    """How far the client itself can be trusted for this run."""
+
+    schedule_delay_ms: Stats | None = Field(None, description="Actual minus planned send time.")
+    requested_rate_rps: float | None = Field(None, gt=0)
+    achieved_rate_rps: float | None = Field(None, ge=0)
+    client_cpu_percent: float | None = Field(None, ge=0)
+    cap_wait_ms: Stats | None = Field(None, description="Time requests waited for the in-flight cap.")
+    trustworthy: bool = True
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Results(Strict):
+    requests: RequestCounts
+    throughput: Throughput
+    latency: Latency = Field(default_factory=Latency)
+    input_tokens: Stats | None = None
+    output_tokens: Stats | None = None
+    token_counts_from: Literal["server", "local", "mixed", "unknown"] = "unknown"
+    goodput: Goodput | None = None
+    trust: Trust | None = None
+
+
+class StandardizedRecord(Strict):
+    """One benchmark result at one load point, comparable across harnesses."""
+
+    schema_version: Literal["1"] = RECORD_SCHEMA_VERSION
+    run: RunInfo
+    scenario: Scenario
+    results: Results
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not tag or len(tag) > 100:
+                raise ValueError("each tag is 1 to 100 characters")
+        return value
+
+    def key(self) -> str:
+        """Identity of the record: one per run and stage."""
+        return f"{self.run.run_id}#{self.run.stage}"
+
+
+class RawInput(Strict):
+    """Whatever a harness produced, with the metadata that makes it findable."""
+
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+    project: str | None = Field(None, pattern=NAME_PATTERN)
+    model: str | None = Field(None, max_length=300)
+    harness: Harness
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    config_commit: str | None = Field(None, pattern=r"^[0-9a-f]{7,64}$")
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    data: dict[str, Any] = Field(description="The harness output, stored as-is.")

@@ -1,0 +1,113 @@
+"""The one settings object of a process.
+
+Built once in the entry point (a function's first request, the CLI) and passed down.
+Nothing reads the environment elsewhere, and nothing writes to it.
+
+Which source wins, highest first (pydantic-settings' order, tested in
+``tests/unit/test_settings.py``):
+
+1. keyword arguments given to :func:`load_settings` (tests, the CLI's flags);
+2. environment variables (``MONGO_URL``, ``VLLMBENCH_API_TOKEN``, ...);
+3. files in the secrets folder (``VLLMBENCH_SECRETS_DIR``, default
+   ``/var/run/secrets/vllmbench``): one file per setting, named like the variable in
+   lower case (``mongo_url``, ``vllmbench_api_token``, ``github_token``): this is how a
+   Kubernetes Secret mounted as a volume is read;
+4. the defaults below, which make the embedded stack work with nothing set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRETS_DIR = "/var/run/secrets/vllmbench"
+
+# The service database of each function, as in the system vllmbench replaces:
+# results live in their own database, and so does everything else.
+FUNCTION_DATABASES: dict[str, str] = {
+    "results": "benchmark_results",
+    "sync": "benchmark_manager",
+    "deploy": "benchmark_deployer",
+    "mlflow_poll": "benchmark_mlflow",
+    "eval": "benchmark_eval",
+    "vllm_deploy": "benchmark_vllm",
+}
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, populate_by_name=True)
+
+    function: str = Field("", validation_alias=_env("VLLMBENCH_FUNCTION", "function"))
+    log_level: str = Field("INFO", validation_alias=_env("VLLMBENCH_LOG_LEVEL", "log_level"))
+
+    mongo_url: SecretStr = Field(
+        SecretStr("mongodb://127.0.0.1:27017/"), validation_alias=_env("MONGO_URL", "mongo_url")
+    )
+    mongo_timeout_ms: int = Field(
+        2000, ge=100, validation_alias=_env("VLLMBENCH_MONGO_TIMEOUT_MS", "mongo_timeout_ms")
+    )
+    database: str = Field("", validation_alias=_env("VLLMBENCH_DATABASE", "database"))
+
+    api_token: SecretStr | None = Field(
+        None, validation_alias=_env("VLLMBENCH_API_TOKEN", "vllmbench_api_token", "api_token")
+    )
+    github_token: SecretStr | None = Field(None, validation_alias=_env("GITHUB_TOKEN", "github_token"))
+    github_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("GITHUB_WEBHOOK_SECRET", "github_webhook_secret")
+    )
+    gitops_repo_url: str = Field("", validation_alias=_env("GITOPS_REPO_URL", "gitops_repo_url"))
+    gitops_branch: str = Field("main", validation_alias=_env("GITOPS_BRANCH", "gitops_branch"))
+
+    broker_url: str = Field(
+        "", validation_alias=_env("K_SINK", "VLLMBENCH_BROKER_URL", "broker_url")
+    )
+    data_dir: Path = Field(Path(".data"), validation_alias=_env("VLLMBENCH_DATA_DIR", "data_dir"))
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, validation_alias=_env("VLLMBENCH_MAX_BODY_BYTES", "max_body_bytes")
+    )
+    max_json_depth: int = Field(64, ge=4, validation_alias=_env("VLLMBENCH_MAX_JSON_DEPTH", "max_json_depth"))
+    event_dedupe_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, validation_alias=_env("VLLMBENCH_EVENT_DEDUPE_TTL_S", "event_dedupe_ttl_s")
+    )
+
+    def database_for(self, function: str) -> str:
+        """The database a function keeps its data in (``VLLMBENCH_DATABASE`` overrides)."""
+        return self.database or FUNCTION_DATABASES.get(function, f"benchmark_{function}")
+
+    def secret_values(self) -> list[str]:
+        """Every secret value in force, so that logs and errors can redact them."""
+        values = []
+        for secret in (self.api_token, self.github_token, self.github_webhook_secret):
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        password = _password_in_url(self.mongo_url.get_secret_value())
+        if password:
+            values.append(password)
+        return values
+
+
+def _password_in_url(url: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ""
+    return unquote(password) if password else ""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings of this process (see the module docstring for precedence)."""
+    secrets_dir = os.environ.get("VLLMBENCH_SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    kwargs: dict[str, Any] = dict(overrides)
+    if Path(secrets_dir).is_dir():
+        kwargs["_secrets_dir"] = secrets_dir
+    return Settings(**kwargs)
