@@ -1,0 +1,6 @@
+"""Session-wide fixtures come from plugins under tests/fixtures."""
+
+pytest_plugins = [
+    "tests.fixtures.mongo",
+    "tests.fixtures.functions",
+]
