@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, validation_alias=_env("VLLMBENCH_API_TOKEN", "vllmbench_api_token", "api_token")
     )
+    events_require_token: bool = Field(
+        True, validation_alias=_env("VLLMBENCH_EVENTS_REQUIRE_TOKEN", "events_require_token"),
+        description="Knative brokers cannot send a token: set false there, with cluster-local visibility.",
+    )
     github_token: SecretStr | None = Field(None, validation_alias=_env("GITHUB_TOKEN", "github_token"))
     github_webhook_secret: SecretStr | None = Field(
         None, validation_alias=_env("GITHUB_WEBHOOK_SECRET", "github_webhook_secret")

@@ -8,7 +8,7 @@ import importlib
 import typer
 
 # Modules under vllmbench.cli that add commands.
-COMMAND_MODULES = ["up"]
+COMMAND_MODULES = ["up", "run", "simulate"]
 
 
 def build_app() -> typer.Typer:

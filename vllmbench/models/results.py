@@ -18,34 +18,39 @@ RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$"
 RECORD_SCHEMA_VERSION = "1"
 
-NonNegative = Field(ge=0)
-
-
 class Stats(Strict):
-    """Summary statistics of one quantity over the requests of a run."""
+    """Summary statistics of one quantity over the requests of a run.
+
+    Our own harness fills every field; a record imported from another tool may carry
+    only some (an llm-d report with a mean alone), so all but ``mean`` are optional.
+    """
 
     units: Literal["ms", "ms/token", "s", "tokens", "tokens/s", "requests/s", "percent"] = "ms"
-    count: int = Field(ge=0, description="Samples the statistics were computed from.")
+    count: int | None = Field(None, ge=0, description="Samples the statistics were computed from.")
     mean: float = Field(ge=0)
-    stddev: float = Field(0.0, ge=0)
-    min: float = Field(ge=0)
-    p50: float = Field(ge=0)
-    p90: float = Field(ge=0)
-    p95: float = Field(ge=0)
-    p99: float = Field(ge=0)
-    p999: float = Field(ge=0, description="The 99.9th percentile.")
-    max: float = Field(ge=0)
+    stddev: float | None = Field(None, ge=0)
+    min: float | None = Field(None, ge=0)
+    p50: float | None = Field(None, ge=0)
+    p90: float | None = Field(None, ge=0)
+    p95: float | None = Field(None, ge=0)
+    p99: float | None = Field(None, ge=0)
+    p999: float | None = Field(None, ge=0, description="The 99.9th percentile.")
+    max: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> "Stats":
-        order = ["min", "p50", "p90", "p95", "p99", "p999", "max"]
-        values = [getattr(self, name) for name in order]
-        for (lo_name, lo), (hi_name, hi) in zip(zip(order, values), zip(order[1:], values[1:])):
+        present = [(name, getattr(self, name)) for name in ORDERED_FIGURES if getattr(self, name) is not None]
+        for (lo_name, lo), (hi_name, hi) in zip(present, present[1:]):
             if lo > hi * (1 + 1e-9) + 1e-12:
                 raise ValueError(f"percentiles out of order: {lo_name}={lo} > {hi_name}={hi}")
-        if not (self.min * (1 - 1e-9) - 1e-12 <= self.mean <= self.max * (1 + 1e-9) + 1e-12):
-            raise ValueError(f"mean={self.mean} is outside [min={self.min}, max={self.max}]")
+        if self.min is not None and self.mean < self.min * (1 - 1e-9) - 1e-12:
+            raise ValueError(f"mean={self.mean} is below min={self.min}")
+        if self.max is not None and self.mean > self.max * (1 + 1e-9) + 1e-12:
+            raise ValueError(f"mean={self.mean} is above max={self.max}")
         return self
+
+
+ORDERED_FIGURES = ("min", "p50", "p90", "p95", "p99", "p999", "max")
 
 
 class RunInfo(Strict):

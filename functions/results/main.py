@@ -1,0 +1,145 @@
+"""benchmark-results (port 8000): ingest raw and standardized results, query, compare.
+
+functions-framework --target=handle --source=functions/results/main.py --port=8000
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vllmbench.compare import compare
+from vllmbench.errors import NotFound, UserError, ValidationFailed
+from vllmbench.models.results import RawInput, StandardizedRecord
+from vllmbench.query import ResultQuery
+from vllmbench.standardize import to_standardized
+from vllmbench.store.results import ResultsStore, ensure_indexes
+from vllmbench.web import Context, FunctionApp, Reply
+
+app = FunctionApp(
+    "results", service="benchmark-results", port=8000, title="benchmark-results",
+    description="Raw and standardized benchmark results: ingest, query, compare, export.",
+)
+handle = app.handle
+
+RESULT_INGESTED = "dev.vllmbench.result.ingested"
+RESULT_RAW = "dev.vllmbench.result.raw"
+MAX_COMPARE = 20
+
+
+@app.on_start
+def _indexes(ctx: Context) -> None:
+    ensure_indexes(ctx.db)
+
+
+def _ingest_raw(ctx: Context, raw: RawInput) -> dict[str, Any]:
+    # Convert first: a harness output we know but cannot read is refused before anything is stored.
+    records = to_standardized(raw)
+    store = ResultsStore(ctx.db)
+    key, created = store.insert_raw(raw)
+    outcome: dict[str, Any] = {"id": key, "run_id": raw.run_id, "created": created, "standardized": None}
+    if records is not None:
+        outcome["standardized"] = store.insert_standardized(records, raw_id=key)
+    if created:
+        ctx.emit(RESULT_INGESTED, {"run_id": raw.run_id, "raw_id": key, "project": raw.project,
+                                   "standardized": (outcome["standardized"] or {}).get("ids", [])}, id=f"raw-{key}")
+    return outcome
+
+
+@app.route("POST", "/raw_input", body=RawInput, status=201, tag="raw")
+def post_raw(ctx: Context, body: RawInput) -> Reply:
+    """Store a harness's raw output as-is (and its standardized records when the harness is known)."""
+    outcome = _ingest_raw(ctx, body)
+    return Reply(outcome, 201 if outcome["created"] else 200)
+
+
+@app.route("GET", "/raw_input", query=ResultQuery, tag="raw")
+def list_raw(ctx: Context, query: ResultQuery) -> dict[str, Any]:
+    """List raw results: filter by project, model, run id, harness, tag, time range; cursor pages."""
+    return ResultsStore(ctx.db).list_raw(query)
+
+
+@app.route("POST", "/standardized_output", body=StandardizedRecord | list[StandardizedRecord], status=201,
+           tag="standardized")
+def post_standardized(ctx: Context, body: StandardizedRecord | list[StandardizedRecord]) -> Reply:
+    """Store one standardized record or a batch (all or nothing; same content again is a no-op)."""
+    records = body if isinstance(body, list) else [body]
+    if not records:
+        raise UserError("the batch is empty; send one record or a non-empty array of records")
+    if len(records) > 1000:
+        raise UserError(f"the batch holds {len(records)} records; send at most 1000 per request")
+    outcome = ResultsStore(ctx.db).insert_standardized(records)
+    if outcome["stored"]:
+        ctx.emit(RESULT_INGESTED, {"standardized": outcome["ids"]}, id="std-" + ",".join(outcome["ids"])[:200])
+    return Reply(outcome, 201 if outcome["stored"] else 200)
+
+
+@app.route("GET", "/standardized_output", query=ResultQuery, tag="standardized")
+def list_standardized(ctx: Context, query: ResultQuery) -> dict[str, Any]:
+    """List standardized records: filter by project, model, run id, harness, tag, time range; cursor pages."""
+    return ResultsStore(ctx.db).list_standardized(query)
+
+
+@app.route("GET", "/runs/<run_id>", tag="runs")
+def get_run(ctx: Context, run_id: str) -> dict[str, Any]:
+    """A run's raw and standardized results together."""
+    return ResultsStore(ctx.db).run(run_id)
+
+
+@app.route("GET", "/runs/<run_id>/llmd", tag="runs")
+def export_llmd(ctx: Context, run_id: str) -> list[dict[str, Any]]:
+    """A run's standardized records as llm-d Benchmark Report v0.2 documents (one per stage)."""
+    from vllmbench.standardize.llmd import to_llmd
+
+    records = ResultsStore(ctx.db).records_of_run(run_id)
+    if not records:
+        raise NotFound(f"run {run_id!r} has no standardized records")
+    return [to_llmd(r) for r in records]
+
+
+@app.route("POST", "/standardized_output/llmd", body=dict[str, Any] | list[dict[str, Any]], status=201,
+           tag="standardized")
+def import_llmd(ctx: Context, body: dict[str, Any] | list[dict[str, Any]]) -> Reply:
+    """Store llm-d Benchmark Report v0.2 documents as standardized records."""
+    from vllmbench.standardize.llmd import from_llmd
+
+    reports = body if isinstance(body, list) else [body]
+    records = [from_llmd(report) for report in reports]
+    outcome = ResultsStore(ctx.db).insert_standardized(records)
+    return Reply(outcome, 201 if outcome["stored"] else 200)
+
+
+@app.route("GET", "/compare", tag="runs")
+def compare_runs(ctx: Context) -> dict[str, Any]:
+    """Compare runs side by side: ?runs=a,b,c (run_id or run_id@stage); the first is the baseline."""
+    wanted = [part.strip() for part in ctx.request.args.get("runs", "").split(",") if part.strip()]
+    if len(wanted) < 2:
+        raise ValidationFailed("query.runs: give at least two runs, e.g. ?runs=run-a,run-b",
+                               details=[{"loc": "query.runs", "msg": "at least two run ids", "type": "too_short"}])
+    if len(wanted) > MAX_COMPARE:
+        raise ValidationFailed(f"query.runs: at most {MAX_COMPARE} runs",
+                               details=[{"loc": "query.runs", "msg": f"at most {MAX_COMPARE}", "type": "too_long"}])
+    store = ResultsStore(ctx.db)
+    return compare([_pick(store, item) for item in wanted])
+
+
+def _pick(store: ResultsStore, item: str) -> StandardizedRecord:
+    run_id, _, stage = item.partition("@")
+    records = store.records_of_run(run_id)
+    if not records:
+        raise NotFound(f"run {run_id!r} has no standardized records")
+    if stage:
+        chosen = [r for r in records if str(r.run.stage) == stage]
+        if not chosen:
+            raise NotFound(f"run {run_id!r} has no stage {stage}; it has: {', '.join(str(r.run.stage) for r in records)}")
+        return chosen[0]
+    if len(records) > 1:
+        raise UserError(f"run {run_id!r} has {len(records)} stages; name one as {run_id}@STAGE, "
+                        f"with STAGE one of {', '.join(str(r.run.stage) for r in records)}")
+    return records[0]
+
+
+@app.event(RESULT_RAW, data=RawInput)
+def on_raw(ctx: Context, event: Any, data: RawInput) -> dict[str, Any]:
+    """A benchmark job's raw result: stored like POST /raw_input."""
+    outcome = _ingest_raw(ctx, data)
+    return {"id": outcome["id"], "created": outcome["created"]}

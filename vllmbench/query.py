@@ -1,0 +1,84 @@
+"""Listing queries: filters, sort order and cursors, as plain values.
+
+The store turns a :class:`ResultQuery` into a database filter with :func:`mongo_filter`
+(plain dicts, no driver import). Cursors are opaque to clients: the sort key and id
+of the last item seen, base64-encoded, so pages stay stable while records arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from vllmbench.errors import UserError
+from vllmbench.models.base import Strict
+from vllmbench.models.results import NAME_PATTERN, RUN_ID_PATTERN
+
+MAX_PAGE = 500
+
+
+class ResultQuery(Strict):
+    project: str | None = Field(None, pattern=NAME_PATTERN)
+    model: str | None = Field(None, max_length=300)
+    run_id: str | None = Field(None, pattern=RUN_ID_PATTERN)
+    harness: str | None = Field(None, pattern=NAME_PATTERN)
+    tag: list[str] = Field(default_factory=list, description="Records carrying every tag given.")
+    since: dt.datetime | None = Field(None, description="Runs that started at or after this time (ISO 8601).")
+    until: dt.datetime | None = Field(None, description="Runs that started before this time (ISO 8601).")
+    sort: Literal["-time", "time"] = Field("-time", description="By run start time: newest first (-time) or oldest first.")
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}.")
+    cursor: str | None = Field(None, max_length=500, description="The next_cursor of the previous page.")
+
+    @model_validator(mode="after")
+    def _range(self) -> "ResultQuery":
+        if self.since and self.until and _utc(self.since) >= _utc(self.until):
+            raise ValueError("since must be before until")
+        return self
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def mongo_filter(query: ResultQuery) -> dict[str, Any]:
+    clauses: list[dict[str, Any]] = []
+    for field in ("project", "model", "run_id", "harness"):
+        value = getattr(query, field)
+        if value is not None:
+            clauses.append({field: value})
+    if query.tag:
+        clauses.append({"tags": {"$all": list(query.tag)}})
+    if query.since:
+        clauses.append({"time": {"$gte": _utc(query.since)}})
+    if query.until:
+        clauses.append({"time": {"$lt": _utc(query.until)}})
+    if query.cursor:
+        time, last_id = decode_cursor(query.cursor)
+        op = "$lt" if query.sort == "-time" else "$gt"
+        clauses.append({"$or": [{"time": {op: time}}, {"time": time, "_id": {op: last_id}}]})
+    if not clauses:
+        return {}
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def sort_spec(query: ResultQuery) -> list[tuple[str, int]]:
+    direction = -1 if query.sort == "-time" else 1
+    return [("time", direction), ("_id", direction)]
+
+
+def encode_cursor(time: dt.datetime, last_id: str) -> str:
+    raw = json.dumps([_utc(time).isoformat(), last_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        time_text, last_id = json.loads(raw)
+        return dt.datetime.fromisoformat(time_text), str(last_id)
+    except (ValueError, TypeError) as exc:
+        raise UserError("cursor is not one this service gave out; use next_cursor from the previous page") from exc

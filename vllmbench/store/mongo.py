@@ -1,0 +1,84 @@
+"""Connection to a MongoDB-wire server (MongoDB or FerretDB) and error translation."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from vllmbench.errors import Conflict, DependencyUnavailable, VllmbenchError
+from vllmbench.logs import scrub
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+    from pymongo.database import Database
+
+# Auth failures and "not primary" style errors: the server is there but cannot serve.
+_UNAVAILABLE_CODES = {6, 7, 13, 18, 89, 91, 189, 10107, 11600, 11602, 13435, 13436}
+
+
+@contextlib.contextmanager
+def translate(action: str = "database call") -> Iterator[None]:
+    """Turn pymongo errors raised inside the block into the project's errors."""
+    from pymongo import errors
+
+    try:
+        yield
+    except errors.DuplicateKeyError as exc:
+        raise Conflict(f"{action}: the document exists already") from exc
+    except (errors.ConnectionFailure, errors.ServerSelectionTimeoutError, errors.NetworkTimeout) as exc:
+        raise DependencyUnavailable("mongodb", f"{action} failed: {_short(exc)}") from exc
+    except errors.OperationFailure as exc:
+        if exc.code in _UNAVAILABLE_CODES:
+            raise DependencyUnavailable("mongodb", f"{action} refused: {_short(exc)}") from exc
+        raise VllmbenchError(f"{action} failed: {_short(exc)}") from exc
+    except errors.PyMongoError as exc:
+        raise DependencyUnavailable("mongodb", f"{action} failed: {_short(exc)}") from exc
+
+
+def _short(exc: Exception) -> str:
+    text = scrub(str(exc).split(", Timeout:")[0])
+    return text[:300]
+
+
+class MongoStore:
+    """A lazily connected client. Creating it does no I/O."""
+
+    def __init__(self, url: str, *, timeout_ms: int = 2000, app_name: str = "vllmbench") -> None:
+        self._url = url
+        self._timeout_ms = timeout_ms
+        self._app_name = app_name
+        self._client: MongoClient[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> "MongoClient[dict[str, Any]]":
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    from pymongo import MongoClient
+
+                    with translate("connecting"):
+                        self._client = MongoClient(
+                            self._url,
+                            serverSelectionTimeoutMS=self._timeout_ms,
+                            connectTimeoutMS=self._timeout_ms,
+                            socketTimeoutMS=max(self._timeout_ms * 5, 10000),
+                            tz_aware=True,
+                            appname=self._app_name,
+                            retryWrites=False,
+                        )
+        return self._client
+
+    def database(self, name: str) -> "Database[dict[str, Any]]":
+        return self.client[name]
+
+    def ping(self) -> None:
+        with translate("ping"):
+            self.client.admin.command("ping")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,165 @@
+"""Raw and standardized results in the results database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from typing import Any
+
+from vllmbench.errors import Conflict, NotFound
+from vllmbench.models.results import RawInput, StandardizedRecord
+from vllmbench.query import ResultQuery, encode_cursor, mongo_filter, sort_spec
+from vllmbench.store.mongo import translate
+
+log = logging.getLogger("vllmbench.store.results")
+
+RAW = "raw_inputs"
+STANDARDIZED = "standardized_outputs"
+_LIST_FIELDS = ("project", "model", "run_id", "harness", "tags", "time")
+
+
+def ensure_indexes(db: Any) -> None:
+    """Indexes for every filter of the listing routes (idempotent)."""
+    with translate("creating indexes"):
+        for name in (RAW, STANDARDIZED):
+            collection = db[name]
+            collection.create_index([("time", -1), ("_id", -1)], name="time_id")
+            for field in ("project", "model", "run_id", "harness", "tags"):
+                collection.create_index([(field, 1), ("time", -1)], name=f"{field}_time")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def raw_id(raw: RawInput) -> str:
+    """Same content, same id: a raw result posted twice is stored once."""
+    canonical = json.dumps(raw.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class ResultsStore:
+    def __init__(self, db: Any) -> None:
+        self.raw = db[RAW]
+        self.standardized = db[STANDARDIZED]
+
+    # -- raw -----------------------------------------------------------------------
+    def insert_raw(self, raw: RawInput) -> tuple[str, bool]:
+        """Store ``raw``; returns (id, created). The harness output is kept as its exact JSON text."""
+        key = raw_id(raw)
+        now = _now()
+        doc = {
+            "_id": key, "run_id": raw.run_id, "project": raw.project, "model": raw.model,
+            "harness": raw.harness.name, "harness_version": raw.harness.version, "tags": raw.tags,
+            "config_commit": raw.config_commit, "started_at": raw.started_at, "ended_at": raw.ended_at,
+            "time": _utc(raw.started_at) if raw.started_at else now, "ingested_at": now,
+            "data_json": json.dumps(raw.data, separators=(",", ":")),
+        }
+        from pymongo.errors import DuplicateKeyError
+
+        with translate("storing a raw result"):
+            try:
+                self.raw.insert_one(doc)
+            except DuplicateKeyError:
+                return key, False
+        return key, True
+
+    def list_raw(self, query: ResultQuery) -> dict[str, Any]:
+        return self._page(self.raw, query, _raw_out)
+
+    # -- standardized --------------------------------------------------------------
+    def insert_standardized(self, records: list[StandardizedRecord], *, raw_id: str | None = None) -> dict[str, Any]:
+        """Store a batch all or nothing; records already stored with the same content are skipped.
+
+        A record is identified by run id and stage; one stored with other content is a
+        409 naming it, and nothing of the batch is written.
+        """
+        keys = [r.key() for r in records]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise Conflict(f"the batch holds the same run id and stage twice: {', '.join(dupes[:5])}")
+        docs = [self._doc(r, raw_id) for r in records]
+        with translate("reading standardized results"):
+            existing = {d["_id"]: d["record"] for d in self.standardized.find({"_id": {"$in": keys}}, {"record": 1})}
+        fresh = [d for d in docs if d["_id"] not in existing]
+        clashing = [d["_id"] for d in docs if d["_id"] in existing and existing[d["_id"]] != d["record"]]
+        if clashing:
+            raise Conflict("records with these run ids and stages are stored already with other content: "
+                           + ", ".join(clashing[:5]) + " (post a new run id, or the same content again)")
+        if fresh:
+            self._insert_all_or_nothing(fresh)
+        return {"stored": len(fresh), "unchanged": len(docs) - len(fresh), "ids": keys}
+
+    def _insert_all_or_nothing(self, docs: list[dict[str, Any]]) -> None:
+        """Insert in order. A concurrent writer's clash undoes ours. If the database drops
+        mid-batch, the error is a 503 and the retry of the same batch completes it: the
+        records already in are recognised as unchanged."""
+        from pymongo.errors import BulkWriteError
+
+        with translate("storing standardized results"):
+            try:
+                self.standardized.insert_many(docs, ordered=True)
+            except BulkWriteError as exc:
+                self._undo(docs, exc.details.get("nInserted", 0))
+                raise Conflict("another request stored some of these records at the same time; post again") from exc
+
+    def _undo(self, docs: list[dict[str, Any]], inserted: int) -> None:
+        ids = [d["_id"] for d in docs[:inserted]]
+        if ids:
+            self.standardized.delete_many({"_id": {"$in": ids}})
+
+    @staticmethod
+    def _doc(record: StandardizedRecord, raw_id: str | None) -> dict[str, Any]:
+        return {
+            "_id": record.key(), "run_id": record.run.run_id, "stage": record.run.stage,
+            "project": record.run.project, "model": record.scenario.model,
+            "harness": record.scenario.harness.name, "tags": record.tags,
+            "time": _utc(record.run.started_at), "ingested_at": _now(), "raw_id": raw_id,
+            "record": record.model_dump(mode="json"),
+        }
+
+    def list_standardized(self, query: ResultQuery) -> dict[str, Any]:
+        return self._page(self.standardized, query, lambda d: d["record"])
+
+    def records_of_run(self, run_id: str) -> list[StandardizedRecord]:
+        with translate("reading standardized results"):
+            docs = list(self.standardized.find({"run_id": run_id}).sort([("stage", 1)]))
+        return [StandardizedRecord.model_validate(d["record"]) for d in docs]
+
+    def raw_of_run(self, run_id: str) -> list[dict[str, Any]]:
+        with translate("reading raw results"):
+            docs = list(self.raw.find({"run_id": run_id}).sort([("ingested_at", 1)]))
+        return [_raw_out(d) for d in docs]
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        standardized = self.records_of_run(run_id)
+        raw = self.raw_of_run(run_id)
+        if not standardized and not raw:
+            raise NotFound(f"no results for run {run_id!r}")
+        return {"run_id": run_id, "raw": raw, "standardized": [r.model_dump(mode="json") for r in standardized]}
+
+    # -- paging --------------------------------------------------------------------
+    @staticmethod
+    def _page(collection: Any, query: ResultQuery, shape: Any) -> dict[str, Any]:
+        with translate("listing results"):
+            docs = list(collection.find(mongo_filter(query)).sort(sort_spec(query)).limit(query.limit + 1))
+        more = len(docs) > query.limit
+        docs = docs[: query.limit]
+        next_cursor = encode_cursor(docs[-1]["time"], docs[-1]["_id"]) if more and docs else None
+        return {"items": [shape(d) for d in docs], "count": len(docs), "next_cursor": next_cursor}
+
+
+def _raw_out(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": doc["_id"], "run_id": doc["run_id"], "project": doc.get("project"), "model": doc.get("model"),
+        "harness": {"name": doc["harness"], "version": doc.get("harness_version")}, "tags": doc.get("tags", []),
+        "config_commit": doc.get("config_commit"),
+        "started_at": doc.get("started_at"), "ended_at": doc.get("ended_at"), "ingested_at": doc.get("ingested_at"),
+        "data": json.loads(doc["data_json"]),
+    }

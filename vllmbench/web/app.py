@@ -1,0 +1,260 @@
+"""FunctionApp: routes, event handlers and the one dispatcher every function uses."""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from vllmbench import logs
+from vllmbench.errors import (
+    DependencyUnavailable,
+    MethodNotAllowed,
+    NotFound,
+    RetryableError,
+    Unauthorized,
+    UserError,
+    VllmbenchError,
+)
+from vllmbench.settings import Settings
+from vllmbench.web.bodies import parse_json, query_to_dict, read_body, validate
+from vllmbench.web.context import Context, Reply
+from vllmbench.web.runtime import Runtime
+
+log = logging.getLogger("vllmbench.web")
+
+EVENT_PATHS = ("/", "/events")
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    body: Any = None
+    query: type[BaseModel] | None = None
+    raw_body: bool = False
+    status: int = 200
+    summary: str = ""
+    public: bool = False
+    response: Any = None
+    tag: str | None = None
+
+
+@dataclass
+class EventHandler:
+    type: str
+    handler: Callable[..., Any]
+    data: Any = None
+    summary: str = ""
+
+
+class FunctionApp:
+    """A function: its routes and event handlers. ``handle`` is the functions-framework target."""
+
+    def __init__(self, name: str, *, service: str, title: str, description: str = "", port: int | None = None) -> None:
+        self.name = name
+        self.service = service
+        self.title = title
+        self.description = description
+        self.port = port
+        self.routes: list[Route] = []
+        self.events: dict[str, EventHandler] = {}
+        self._start_hooks: list[Callable[[Context], None]] = []
+        self._ready_checks: dict[str, Callable[[Context], None]] = {"mongodb": lambda ctx: ctx.runtime.store.ping()}
+        self._runtime: Runtime | None = None
+        self._runtime_lock = threading.Lock()
+        self._url_map: Any = None
+        from vllmbench.web import builtins
+
+        builtins.install(self)
+
+        def handle(request: Any) -> Any:
+            """The functions-framework HTTP target: every path and method comes here."""
+            return self._handle(request)
+
+        # functions-framework wants a plain function as its target, not a bound method.
+        self.handle = handle
+
+    # -- declaring -----------------------------------------------------------------
+    def route(self, method: str, path: str, *, body: Any = None, query: type[BaseModel] | None = None,
+              raw_body: bool = False, status: int = 200, summary: str = "", public: bool = False,
+              response: Any = None, tag: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            self.routes.append(Route(method.upper(), path, handler, body, query, raw_body, status,
+                                     summary or (inspect.getdoc(handler) or "").split("\n")[0], public,
+                                     response, tag))
+            self._url_map = None
+            return handler
+
+        return register
+
+    def event(self, event_type: str, *, data: Any = None, summary: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            self.events[event_type] = EventHandler(event_type, handler, data,
+                                                   summary or (inspect.getdoc(handler) or "").split("\n")[0])
+            return handler
+
+        return register
+
+    def on_start(self, hook: Callable[[Context], None]) -> Callable[[Context], None]:
+        self._start_hooks.append(hook)
+        return hook
+
+    def ready_check(self, name: str, check: Callable[[Context], None]) -> None:
+        self._ready_checks[name] = check
+
+    def configure(self, settings: Settings) -> None:
+        """Use these settings instead of the environment's (tests, the embedded stack)."""
+        with self._runtime_lock:
+            if self._runtime is not None:
+                self._runtime.close()
+            self._runtime = Runtime.build(self.name, self.service, self._start_hooks, settings)
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            with self._runtime_lock:
+                if self._runtime is None:
+                    self._runtime = Runtime.build(self.name, self.service, self._start_hooks)
+        return self._runtime
+
+    @property
+    def ready_checks(self) -> dict[str, Callable[[Context], None]]:
+        return dict(self._ready_checks)
+
+    # -- serving -------------------------------------------------------------------
+    def _map(self) -> Any:
+        if self._url_map is None:
+            from werkzeug.routing import Map, Rule
+
+            rules = [Rule(r.path, methods=[r.method], endpoint=i) for i, r in enumerate(self.routes)]
+            self._url_map = Map(rules, strict_slashes=False, merge_slashes=False)
+        return self._url_map
+
+    def _handle(self, request: Any) -> Any:
+        started = time.perf_counter()
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        status = 500
+        with logs.bind(request_id=request_id, function=self.name):
+            try:
+                reply = self._dispatch(request, request_id)
+            except VllmbenchError as exc:
+                reply = _error_reply(exc)
+            except Exception:  # the last line of defence: never a stack trace in a response
+                log.exception("unhandled error in %s %s", request.method, request.path)
+                reply = Reply({"error": "internal", "message": f"internal error; see the logs for request {request_id}"}, 500)
+            status = reply.status
+            response = _to_response(reply, request_id)
+            if request.path not in ("/health", "/ready"):
+                logs.info(log, "request", method=request.method, path=request.path, status=status,
+                          ms=round((time.perf_counter() - started) * 1000, 2))
+            return response
+
+    def _dispatch(self, request: Any, request_id: str) -> Reply:
+        from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
+        from werkzeug.exceptions import NotFound as WzNotFound
+
+        adapter = self._map().bind("localhost", url_scheme="http")
+        try:
+            endpoint, args = adapter.match(request.path, method=request.method)
+        except WzMethodNotAllowed as exc:
+            allowed = sorted(exc.valid_methods or [])
+            raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}",
+                                   allowed=allowed) from None
+        except WzNotFound:
+            raise NotFound(f"no route {request.method} {request.path}; see /docs for the routes") from None
+        route = self.routes[endpoint]
+        if not route.public and (route.tag != "events" or self.runtime.settings.events_require_token):
+            self._authorize(request)
+        ctx = Context(self.runtime, request, request_id)
+        kwargs: dict[str, Any] = dict(args)
+        if route.raw_body:
+            kwargs["body"] = read_body(request, self.runtime.settings.max_body_bytes)
+        elif route.body is not None:
+            data = read_body(request, self.runtime.settings.max_body_bytes)
+            kwargs["body"] = validate(route.body, parse_json(data, max_depth=self.runtime.settings.max_json_depth),
+                                      where="body")
+        if route.query is not None:
+            kwargs["query"] = validate(route.query, query_to_dict(route.query, request.args), where="query")
+        result = _call_translating(route.handler, ctx, kwargs)
+        if isinstance(result, Reply):
+            return result
+        return Reply(result, route.status)
+
+    def _authorize(self, request: Any) -> None:
+        token = self.runtime.settings.api_token
+        if token is None or not token.get_secret_value():
+            return
+        header = request.headers.get("Authorization", "")
+        expected = f"Bearer {token.get_secret_value()}".encode()
+        if not hmac.compare_digest(header.encode(), expected):
+            raise Unauthorized("missing or invalid bearer token (send 'Authorization: Bearer <token>')")
+
+
+def _call_translating(handler: Callable[..., Any], ctx: Context, kwargs: dict[str, Any]) -> Any:
+    """Call a handler; a database error that escaped an adapter still becomes a 503."""
+    try:
+        return handler(ctx, **kwargs)
+    except VllmbenchError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.startswith(("pymongo", "bson")):
+            from vllmbench.store.mongo import translate
+
+            with translate("database call"):
+                raise
+        raise
+
+
+def _error_reply(exc: VllmbenchError) -> Reply:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RetryableError):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = ", ".join(exc.allowed)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="vllmbench"'
+    level = logging.WARNING if isinstance(exc, (UserError, DependencyUnavailable)) else logging.ERROR
+    log.log(level, "%s: %s", exc.code, exc.message, exc_info=not isinstance(exc, (UserError, RetryableError)))
+    return Reply(exc.to_dict(), exc.status, headers)
+
+
+def _to_response(reply: Reply, request_id: str) -> Any:
+    import flask
+
+    body = reply.body
+    if isinstance(body, flask.Response):
+        body.headers["X-Request-Id"] = request_id
+        return body
+    if isinstance(body, BaseModel):
+        payload = body.model_dump_json()
+    elif isinstance(body, list) and body and isinstance(body[0], BaseModel):
+        payload = "[" + ",".join(item.model_dump_json() for item in body) + "]"
+    elif body is None and reply.status == 204:
+        payload = ""
+    else:
+        payload = json.dumps(body, default=_json_default, separators=(",", ":"))
+    response = flask.Response(logs.scrub(payload), status=reply.status,
+                              mimetype="application/json" if payload else None)
+    for key, value in reply.headers.items():
+        response.headers[key] = value
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)

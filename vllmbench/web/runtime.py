@@ -1,0 +1,63 @@
+"""Per-process state of a function, built on first use: settings, store, start hooks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from vllmbench import logs
+from vllmbench.settings import Settings, load_settings
+from vllmbench.store.mongo import MongoStore
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+    from vllmbench.web.context import Context
+
+
+class Runtime:
+    def __init__(self, name: str, service: str, settings: Settings,
+                 start_hooks: list[Callable[["Context"], None]]) -> None:
+        self.name = name
+        self.service = service
+        self.source = f"/vllmbench/{service}"
+        self.settings = settings
+        self.store = MongoStore(settings.mongo_url.get_secret_value(), timeout_ms=settings.mongo_timeout_ms,
+                                app_name=service)
+        self._start_hooks = start_hooks
+        self._started = False
+        self._lock = threading.Lock()
+        self._starter: int | None = None
+
+    @classmethod
+    def build(cls, name: str, service: str, start_hooks: list[Callable[["Context"], None]],
+              settings: Settings | None = None) -> "Runtime":
+        settings = settings or load_settings()
+        logs.configure(settings.log_level)
+        logs.redact(*settings.secret_values())
+        return cls(name, service, settings, start_hooks)
+
+    def database(self) -> "Database[dict[str, Any]]":
+        db = self.store.database(self.settings.database_for(self.name))
+        if not self._started and self._starter != threading.get_ident():
+            self._run_start_hooks()
+        return db
+
+    def _run_start_hooks(self) -> None:
+        from vllmbench.web.context import Context
+
+        with self._lock:  # other threads wait here until the hooks are done
+            if self._started:
+                return
+            self._starter = threading.get_ident()  # the hooks' own ctx.db calls pass through
+            try:
+                context = Context(self, None, "start")
+                for hook in self._start_hooks:
+                    hook(context)
+                self._started = True
+            finally:
+                self._starter = None  # a failure runs the hooks again on the next request
+
+    def close(self) -> None:
+        self.store.close()
