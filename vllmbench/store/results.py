@@ -86,9 +86,10 @@ class ResultsStore:
             raise Conflict(f"the batch holds the same run id and stage twice: {', '.join(dupes[:5])}")
         docs = [self._doc(r, raw_id) for r in records]
         with translate("reading standardized results"):
-            existing = {d["_id"]: d["record"] for d in self.standardized.find({"_id": {"$in": keys}}, {"record": 1})}
+            existing = {d["_id"]: d["record_json"]
+                        for d in self.standardized.find({"_id": {"$in": keys}}, {"record_json": 1})}
         fresh = [d for d in docs if d["_id"] not in existing]
-        clashing = [d["_id"] for d in docs if d["_id"] in existing and existing[d["_id"]] != d["record"]]
+        clashing = [d["_id"] for d in docs if d["_id"] in existing and existing[d["_id"]] != d["record_json"]]
         if clashing:
             raise Conflict("records with these run ids and stages are stored already with other content: "
                            + ", ".join(clashing[:5]) + " (post a new run id, or the same content again)")
@@ -121,16 +122,18 @@ class ResultsStore:
             "project": record.run.project, "model": record.scenario.model,
             "harness": record.scenario.harness.name, "tags": record.tags,
             "time": _utc(record.run.started_at), "ingested_at": _now(), "raw_id": raw_id,
-            "record": record.model_dump(mode="json"),
+            # JSON text, not a sub-document: labels and failure causes may hold keys with
+            # dots, which FerretDB refuses; canonical, so equal content compares equal.
+            "record_json": json.dumps(record.model_dump(mode="json"), sort_keys=True, separators=(",", ":")),
         }
 
     def list_standardized(self, query: ResultQuery) -> dict[str, Any]:
-        return self._page(self.standardized, query, lambda d: d["record"])
+        return self._page(self.standardized, query, lambda d: json.loads(d["record_json"]))
 
     def records_of_run(self, run_id: str) -> list[StandardizedRecord]:
         with translate("reading standardized results"):
             docs = list(self.standardized.find({"run_id": run_id}).sort([("stage", 1)]))
-        return [StandardizedRecord.model_validate(d["record"]) for d in docs]
+        return [StandardizedRecord.model_validate_json(d["record_json"]) for d in docs]
 
     def raw_of_run(self, run_id: str) -> list[dict[str, Any]]:
         with translate("reading raw results"):

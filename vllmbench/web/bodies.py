@@ -75,9 +75,8 @@ def _expected(error: Any) -> str:
     if "expected" in ctx:
         return str(ctx["expected"])
     msg = error["msg"]
-    for lead in ("Input should be ", "Value should have ", "String should match ", "String should have "):
-        if msg.startswith(lead):
-            return msg[len(lead):] if lead == "Input should be " else msg[len("Value should have "):] if lead == "Value should have " else msg
+    if msg.startswith("Input should be "):
+        return msg[len("Input should be "):]
     if error["type"] == "missing":
         return "a value: this field is required"
     if error["type"] == "extra_forbidden":

@@ -1,0 +1,64 @@
+"""FerretDB: the embedded MongoDB-wire server (SQLite backend), built from its Go module."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from vllmbench.embedded.processes import Process, port_open, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "tools" / "build-ferretdb.sh"
+
+
+def ferretdb_binary() -> Path:
+    """The FerretDB binary: VLLMBENCH_FERRETDB_BIN, else the cached build (built now if missing)."""
+    configured = os.environ.get("VLLMBENCH_FERRETDB_BIN")
+    if configured:
+        return Path(configured)
+    if BUILD_SCRIPT.exists():
+        result = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"could not build FerretDB: {result.stderr.strip()[-2000:]}")
+        return Path(result.stdout.strip().splitlines()[-1])
+    found = shutil.which("ferretdb")
+    if found:
+        return Path(found)
+    raise RuntimeError("FerretDB not found: set VLLMBENCH_FERRETDB_BIN or MONGO_URL")
+
+
+class FerretDB:
+    """One FerretDB process on 127.0.0.1:``port`` keeping its data in ``data_dir``."""
+
+    def __init__(self, data_dir: Path, port: int, *, log: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.log = log or data_dir / "ferretdb.log"
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def start(self, timeout_s: float = 30.0) -> "FerretDB":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(ferretdb_binary()),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{self.data_dir}/",
+            f"--state-dir={self.data_dir}",
+            f"--listen-addr=127.0.0.1:{self.port}",
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=warn",
+        ]
+        self.process = Process("ferretdb", argv, log=self.log).start()
+        wait_until(lambda: port_open(self.port), timeout_s=timeout_s, what="FerretDB",
+                   process=self.process.popen, log=self.log)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
