@@ -1,0 +1,43 @@
+"""Which settings source wins: arguments > environment > secret files > defaults."""
+
+from __future__ import annotations
+
+from vllmbench.settings import load_settings
+
+
+def test_defaults_make_the_embedded_stack_work(monkeypatch, tmp_path):
+    monkeypatch.setenv("VLLMBENCH_SECRETS_DIR", str(tmp_path / "none"))
+    for name in ("MONGO_URL", "VLLMBENCH_API_TOKEN", "GITHUB_TOKEN", "K_SINK"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.mongo_url.get_secret_value() == "mongodb://127.0.0.1:27017/"
+    assert settings.api_token is None
+    assert settings.database_for("results") == "benchmark_results"
+    assert settings.database_for("sync") == "benchmark_manager"
+
+
+def test_precedence(monkeypatch, tmp_path):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "vllmbench_api_token").write_text("from-file")
+    (secrets / "github_token").write_text("gh-from-file")
+    monkeypatch.setenv("VLLMBENCH_SECRETS_DIR", str(secrets))
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.delenv("VLLMBENCH_API_TOKEN", raising=False)
+    assert load_settings().api_token.get_secret_value() == "from-file"
+    assert load_settings().github_token.get_secret_value() == "gh-from-file"
+    monkeypatch.setenv("VLLMBENCH_API_TOKEN", "from-env")
+    assert load_settings().api_token.get_secret_value() == "from-env"
+    assert load_settings(api_token="from-argument").api_token.get_secret_value() == "from-argument"
+
+
+def test_knative_sink_is_the_broker(monkeypatch):
+    monkeypatch.setenv("K_SINK", "http://broker-ingress.knative-eventing.svc/vllmbench/default")
+    assert load_settings().broker_url.endswith("/vllmbench/default")
+
+
+def test_secrets_are_hidden_in_repr_and_listed_for_redaction(monkeypatch):
+    monkeypatch.setenv("MONGO_URL", "mongodb://bench:s3cret-pw@db:27017/")
+    settings = load_settings(api_token="tok-12345")
+    assert "s3cret-pw" not in repr(settings) and "tok-12345" not in repr(settings)
+    assert {"s3cret-pw", "tok-12345"} <= set(settings.secret_values())
