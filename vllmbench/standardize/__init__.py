@@ -24,6 +24,9 @@ Converter = Callable[[RawInput], list[StandardizedRecord]]
 # harness name -> "module:function"; modules are imported on first use (cold start).
 CONVERTERS: dict[str, str] = {
     "llm-d": "vllmbench.standardize.llmd:from_raw",
+    "vllmbench": "vllmbench.standardize.ours:from_raw",
+    "guidellm": "vllmbench.standardize.guidellm:from_raw",
+    "vllm-bench-serve": "vllmbench.standardize.vllm_bench:from_raw",
 }
 
 
