@@ -21,7 +21,13 @@ from vllmbench.models.results import NAME_PATTERN, RUN_ID_PATTERN
 MAX_PAGE = 500
 
 
-class ResultQuery(Strict):
+class PageQuery(Strict):
+    sort: Literal["-time", "time"] = Field("-time", description="By time: newest first (-time) or oldest first.")
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}.")
+    cursor: str | None = Field(None, max_length=500, description="The next_cursor of the previous page.")
+
+
+class ResultQuery(PageQuery):
     project: str | None = Field(None, pattern=NAME_PATTERN)
     model: str | None = Field(None, max_length=300)
     run_id: str | None = Field(None, pattern=RUN_ID_PATTERN)
@@ -29,10 +35,6 @@ class ResultQuery(Strict):
     tag: list[str] = Field(default_factory=list, description="Records carrying every tag given.")
     since: dt.datetime | None = Field(None, description="Runs that started at or after this time (ISO 8601).")
     until: dt.datetime | None = Field(None, description="Runs that started before this time (ISO 8601).")
-    sort: Literal["-time", "time"] = Field("-time", description="By run start time: newest first (-time) or oldest first.")
-    limit: int = Field(50, ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}.")
-    cursor: str | None = Field(None, max_length=500, description="The next_cursor of the previous page.")
-
     @model_validator(mode="after")
     def _range(self) -> "ResultQuery":
         if self.since and self.until and _utc(self.since) >= _utc(self.until):
@@ -57,15 +59,22 @@ def mongo_filter(query: ResultQuery) -> dict[str, Any]:
     if query.until:
         clauses.append({"time": {"$lt": _utc(query.until)}})
     if query.cursor:
-        time, last_id = decode_cursor(query.cursor)
-        op = "$lt" if query.sort == "-time" else "$gt"
-        clauses.append({"$or": [{"time": {op: time}}, {"time": time, "_id": {op: last_id}}]})
+        clauses.append(cursor_filter(query))
     if not clauses:
         return {}
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def sort_spec(query: ResultQuery) -> list[tuple[str, int]]:
+def cursor_filter(query: PageQuery) -> dict[str, Any]:
+    """Items after the cursor's (time, id) in the query's order; {} without a cursor."""
+    if not query.cursor:
+        return {}
+    time, last_id = decode_cursor(query.cursor)
+    op = "$lt" if query.sort == "-time" else "$gt"
+    return {"$or": [{"time": {op: time}}, {"time": time, "_id": {op: last_id}}]}
+
+
+def sort_spec(query: PageQuery) -> list[tuple[str, int]]:
     direction = -1 if query.sort == "-time" else 1
     return [("time", direction), ("_id", direction)]
 

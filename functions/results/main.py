@@ -10,7 +10,7 @@ from typing import Any
 from vllmbench.compare import compare
 from vllmbench.errors import NotFound, UserError, ValidationFailed
 from vllmbench.models.results import RawInput, StandardizedRecord
-from vllmbench.query import ResultQuery
+from vllmbench.query import PageQuery, ResultQuery
 from vllmbench.standardize import to_standardized
 from vllmbench.store.results import ResultsStore, ensure_indexes
 from vllmbench.web import Context, FunctionApp, Reply
@@ -143,3 +143,22 @@ def on_raw(ctx: Context, event: Any, data: RawInput) -> dict[str, Any]:
     """A benchmark job's raw result: stored like POST /raw_input."""
     outcome = _ingest_raw(ctx, data)
     return {"id": outcome["id"], "created": outcome["created"]}
+
+
+@app.route("POST", "/dead-letters", raw_body=True, status=201, tag="events")
+def post_dead_letter(ctx: Context, body: bytes) -> Reply:
+    """The dead-letter sink of every Trigger: events the broker gave up on, kept for people to inspect."""
+    from vllmbench.store.dead_letters import DeadLetters
+    from vllmbench.web.cloudevents import parse
+
+    event = parse(ctx.request.headers, body)
+    created = DeadLetters(ctx.db).add(event.get_attributes(), body)
+    return Reply({"id": event["id"], "created": created}, 201 if created else 200)
+
+
+@app.route("GET", "/dead-letters", query=PageQuery, tag="events")
+def list_dead_letters(ctx: Context, query: PageQuery) -> dict[str, Any]:
+    """Events delivery gave up on, newest first, with the error the destination answered."""
+    from vllmbench.store.dead_letters import DeadLetters
+
+    return DeadLetters(ctx.db).list(query)

@@ -10,8 +10,9 @@ from typing import Any
 
 from vllmbench.errors import Conflict, NotFound
 from vllmbench.models.results import RawInput, StandardizedRecord
-from vllmbench.query import ResultQuery, encode_cursor, mongo_filter, sort_spec
+from vllmbench.query import ResultQuery, mongo_filter
 from vllmbench.store.mongo import translate
+from vllmbench.store.paging import page
 
 log = logging.getLogger("vllmbench.store.results")
 
@@ -23,6 +24,7 @@ _LIST_FIELDS = ("project", "model", "run_id", "harness", "tags", "time")
 def ensure_indexes(db: Any) -> None:
     """Indexes for every filter of the listing routes (idempotent)."""
     with translate("creating indexes"):
+        db["dead_letters"].create_index([("time", -1), ("_id", -1)], name="time_id")
         for name in (RAW, STANDARDIZED):
             collection = db[name]
             collection.create_index([("time", -1), ("_id", -1)], name="time_id")
@@ -71,7 +73,7 @@ class ResultsStore:
         return key, True
 
     def list_raw(self, query: ResultQuery) -> dict[str, Any]:
-        return self._page(self.raw, query, _raw_out)
+        return page(self.raw, mongo_filter(query), query, _raw_out)
 
     # -- standardized --------------------------------------------------------------
     def insert_standardized(self, records: list[StandardizedRecord], *, raw_id: str | None = None) -> dict[str, Any]:
@@ -128,7 +130,7 @@ class ResultsStore:
         }
 
     def list_standardized(self, query: ResultQuery) -> dict[str, Any]:
-        return self._page(self.standardized, query, lambda d: json.loads(d["record_json"]))
+        return page(self.standardized, mongo_filter(query), query, lambda d: json.loads(d["record_json"]))
 
     def records_of_run(self, run_id: str) -> list[StandardizedRecord]:
         with translate("reading standardized results"):
@@ -146,16 +148,6 @@ class ResultsStore:
         if not standardized and not raw:
             raise NotFound(f"no results for run {run_id!r}")
         return {"run_id": run_id, "raw": raw, "standardized": [r.model_dump(mode="json") for r in standardized]}
-
-    # -- paging --------------------------------------------------------------------
-    @staticmethod
-    def _page(collection: Any, query: ResultQuery, shape: Any) -> dict[str, Any]:
-        with translate("listing results"):
-            docs = list(collection.find(mongo_filter(query)).sort(sort_spec(query)).limit(query.limit + 1))
-        more = len(docs) > query.limit
-        docs = docs[: query.limit]
-        next_cursor = encode_cursor(docs[-1]["time"], docs[-1]["_id"]) if more and docs else None
-        return {"items": [shape(d) for d in docs], "count": len(docs), "next_cursor": next_cursor}
 
 
 def _raw_out(doc: dict[str, Any]) -> dict[str, Any]:

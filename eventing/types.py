@@ -1,0 +1,49 @@
+"""The CloudEvent types of vllmbench and who consumes them.
+
+Types are reverse-DNS under ``dev.vllmbench.``; ``source`` names the emitting function
+(``/vllmbench/<service>``). Knative's PingSource always emits
+``dev.knative.sources.ping`` (its type cannot be overridden), so periodic work arrives
+as that type with ``{"job": ...}`` in its data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PING = "dev.knative.sources.ping"
+
+
+@dataclass(frozen=True)
+class EventType:
+    type: str
+    emitted_by: str
+    consumed_by: tuple[str, ...]
+    data: str
+
+
+EVENT_TYPES: tuple[EventType, ...] = (
+    EventType("dev.vllmbench.gitops.pushed", "benchmark-manager (GitHub webhook), writers after a push",
+              ("benchmark-manager",), "repository, branch, before, after"),
+    EventType("dev.vllmbench.result.raw", "benchmark jobs", ("benchmark-results",),
+              "a RawInput: run_id, project, model, harness, tags, data"),
+    EventType("dev.vllmbench.result.ingested", "benchmark-results", (),
+              "run_id, raw_id, project, standardized record ids"),
+    EventType("dev.vllmbench.model.version.registered", "benchmark-mlflow", (),
+              "model name, version, source, deployment path in Git"),
+    EventType("dev.vllmbench.eval.tick", "benchmark-eval schedules", (), "schedule name, run id"),
+)
+
+# Services and their ports: the routes of the system vllmbench replaces.
+SERVICES: dict[str, tuple[str, int]] = {
+    "results": ("benchmark-results", 8000),
+    "sync": ("benchmark-manager", 8001),
+    "deploy": ("benchmark-deployer", 8002),
+    "mlflow_poll": ("benchmark-mlflow", 8003),
+    "eval": ("benchmark-eval", 8004),
+    "vllm_deploy": ("benchmark-vllm", 8005),
+}
+
+
+def local_service_urls(host: str = "127.0.0.1") -> dict[str, str]:
+    """Knative Service name -> its URL in the embedded stack."""
+    return {service: f"http://{host}:{port}" for service, port in SERVICES.values()}
