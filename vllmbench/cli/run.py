@@ -116,14 +116,14 @@ def register(app: typer.Typer) -> None:
                 post_results(report, results_url, api_token=api_token or os.environ.get("VLLMBENCH_API_TOKEN"))
                 console.print(f"posted run {report.config.run_id} to {results_url}")
         except typer.BadParameter as exc:
-            err.print(f"error: {exc}", markup=False, highlight=False)
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except VllmbenchError as exc:
-            err.print(f"error: {exc.message}", markup=False, highlight=False)
+            typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT if exc.status < 500 else EXIT_FAILED) from None
         if all(r.results.requests.succeeded == 0 for r in report.records):
-            err.print("error: no request succeeded", markup=False, highlight=False)
+            typer.echo("error: no request succeeded", err=True)
             raise typer.Exit(EXIT_FAILED)
         if strict and not report.trustworthy:
-            err.print("error: the run is untrustworthy (see the reasons above) and --strict is set", markup=False)
+            typer.echo("error: the run is untrustworthy (see the reasons above) and --strict is set", err=True)
             raise typer.Exit(EXIT_UNTRUSTWORTHY)

@@ -121,7 +121,7 @@ async def discover_model(session: aiohttp.ClientSession, base_url: str, model: s
                 raise UserError(f"{base_url}/v1/models answered HTTP {resp.status}; is this an OpenAI-compatible server?")
             names = [m.get("id") for m in (await resp.json()).get("data", []) if isinstance(m, dict)]
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        raise UserError(f"cannot reach {base_url}: {exc.__class__.__name__}: {exc}") from exc
+        raise UserError(f"cannot reach {base_url}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}") from exc
     except ValueError as exc:
         raise UserError(f"{base_url}/v1/models did not answer JSON") from exc
     if not names:

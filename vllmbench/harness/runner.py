@@ -103,11 +103,12 @@ async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[Prom
     async with new_session(connections=connections, timeout_s=cfg.timeout_s, api_key=cfg.api_key) as session:
         reporter = asyncio.get_running_loop().create_task(report()) if progress else None
         tasks: set[asyncio.Task[None]] = set()
-        if stage.mode == "rate":
-            bodies = [body_for(cfg.endpoint, model, items[i], stream=cfg.stream) for i in indices]
+        bodies = [body_for(cfg.endpoint, model, items[i], stream=cfg.stream) for i in indices] if stage.mode == "rate" else []
+        delay = t0 - now()
+        while delay > 0:  # uvloop's millisecond timers can wake a little early
+            await asyncio.sleep(delay / 1e9)
             delay = t0 - now()
-            if delay > 0:
-                await asyncio.sleep(delay / 1e9)
+        if stage.mode == "rate":
             loop = asyncio.get_running_loop()
             for k, i in enumerate(indices):
                 target = t0 + offsets[i]
@@ -129,7 +130,7 @@ async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[Prom
                 for i in counter:
                     if now() >= deadline:
                         return
-                    rec = new_record(i, now() - t0)
+                    rec = new_record(i, max(0, now() - t0))
                     records.append(rec)
                     await one(rec, body_for(cfg.endpoint, model, items[i], stream=cfg.stream), items[i].input_tokens)
 
