@@ -1,0 +1,113 @@
+"""How far can the load generator be trusted on this machine, next to GuideLLM and aiperf?
+
+Against the simulator (TTFT 20 ms, ITL 5 ms, 128 prompt + 128 output tokens, streaming),
+with the simulator at real-time CPU priority for every tool, increasing constant rates
+until our client cannot hold its schedule. Per rate: achieved rate, schedule delay
+p50/p99, TTFT and ITL error p50/p99 against the simulator's own record, per-chunk gap
+p99, client CPU per streamed token, simulator CPU. Then each tool's highest rate with
+TTFT p50 within 2 ms of the truth. Prints figures; asserts nothing about time.
+
+Environment: BENCH_SECONDS (per stage, default 6), BENCH_RATES (comma list),
+BENCH_PEERS=0 to skip GuideLLM and aiperf. Traffic goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import loadgen_peers as peers  # noqa: E402
+from vllmbench.harness.benchmark import run_benchmark  # noqa: E402
+from vllmbench.harness.config import RunConfig  # noqa: E402
+from vllmbench.simulator import SimConfig, SimulatorProcess  # noqa: E402
+from vllmbench.stats import percentile  # noqa: E402
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "6"))
+RATES = [float(r) for r in os.environ.get("BENCH_RATES", "50,100,200,300,400,500,600,800").split(",")]
+TTFT_TOLERANCE_MS = 2.0
+SIM = SimConfig(port=0, ttft_ms=20, itl_ms=5, max_num_seqs=100_000, record_limit=400_000)
+
+
+def realtime(pid: int) -> str:
+    try:
+        os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(20))
+        return "SCHED_RR 20"
+    except (PermissionError, AttributeError, OSError) as exc:
+        return f"normal priority ({exc.__class__.__name__}: real-time priority needs root)"
+
+
+def pct(values: list[float], q: float) -> float:
+    return percentile(sorted(values), q) if values else float("nan")
+
+
+def truth_ttft_p50(truth: list[dict]) -> float:
+    return statistics.median(t["ttft_ms"] for t in truth if t["ttft_ms"] is not None and t["outcome"] == "ok")
+
+
+def ours(sim: SimulatorProcess, proc: psutil.Process) -> tuple[float | None, list[str]]:
+    print(f"\n{'rate':>6} {'achieved':>8} {'sched p50/p99 ms':>17} {'TTFT err p50/p99 ms':>20} {'ITL err p50/p99 ms':>19} "
+          f"{'gap p99':>8} {'cpu us/tok':>10} {'client cpu%':>11} {'sim cpu%':>8} {'sim TTFT p50':>12} trust")
+    held = None
+    for rate in RATES:
+        since = time.monotonic_ns()
+        sim_cpu = proc.cpu_times()
+        wall = time.monotonic()
+        report = run_benchmark(RunConfig(url=sim.url, rates=(rate,), duration_s=SECONDS, input_len="128",
+                                         output_len="128", run_id=f"bench-{int(rate)}", timeout_s=60))
+        sim_cpu_pct = 100 * (sum(proc.cpu_times()[:2]) - sum(sim_cpu[:2])) / (time.monotonic() - wall)
+        record, stage = report.records[0], report.stages[0]
+        truth = {t["client_request_id"]: t for t in sim.truth(since) if t["client_request_id"]}
+        ttft_err, itl_err = [], []
+        for rec in stage.records:
+            t = truth.get(rec.request_id)
+            if not rec.ok or not t or t["outcome"] != "ok" or len(t["token_ns"]) != len(rec.token_ns):
+                continue
+            ttft_err.append((rec.token_ns[0] - rec.sent_ns) / 1e6 - t["ttft_ms"])
+            cg = [(b - a) / 1e6 for a, b in zip(rec.token_ns, rec.token_ns[1:])]
+            tg = [(b - a) / 1e6 for a, b in zip(t["token_ns"], t["token_ns"][1:])]
+            itl_err += [abs(c - s) for c, s in zip(cg, tg)]
+        res = record.results
+        trust = res.trust
+        tokens = sum(len(r.token_ns) for r in stage.records)
+        cpu_us_per_token = 1e6 * sum(stage.cpu_s_by_process) / max(1, tokens)
+        sim_ttft = truth_ttft_p50(list(truth.values()))
+        within = abs(pct(ttft_err, 50)) <= TTFT_TOLERANCE_MS and trust.trustworthy and res.requests.failed == 0
+        print(f"{rate:6.0f} {trust.achieved_rate_rps or 0:8.1f} {trust.schedule_delay_ms.p50:8.2f}/{trust.schedule_delay_ms.p99:<8.2f} "
+              f"{pct(ttft_err, 50):9.2f}/{pct(ttft_err, 99):<10.2f} {pct(itl_err, 50):9.2f}/{pct(itl_err, 99):<9.2f} "
+              f"{res.latency.itl.p99 if res.latency.itl else float('nan'):8.2f} {cpu_us_per_token:10.1f} "
+              f"{trust.client_cpu_percent or 0:11.0f} {sim_cpu_pct:8.0f} {sim_ttft:12.2f} "
+              f"{'ok' if within else 'NOT HELD: ' + '; '.join(trust.reasons or ['TTFT error > 2 ms or failures'])}", flush=True)
+        if not within:
+            break
+        held = rate
+    return held, []
+
+
+def main() -> int:
+    print(f"simulator: TTFT {SIM.ttft_ms} ms, ITL {SIM.itl_ms} ms, 128 in / 128 out, streaming; {SECONDS:g} s per rate; "
+          f"{psutil.cpu_count()} CPUs")
+    results: dict[str, str] = {}
+    with SimulatorProcess(SIM) as sim:
+        proc = psutil.Process(sim.pid)
+        print(f"simulator pid {sim.pid} at {realtime(sim.pid)}")
+        held, _ = ours(sim, proc)
+        results["vllmbench"] = f"{held:g} req/s" if held else "none of the rates"
+        if os.environ.get("BENCH_PEERS", "1") != "0":
+            for name, outcome in peers.run_all(sim, rates=RATES, seconds=SECONDS, tolerance_ms=TTFT_TOLERANCE_MS).items():
+                results[name] = outcome
+    print("\nhighest rate with TTFT p50 within 2 ms of the simulator's record:")
+    for name, outcome in results.items():
+        print(f"  {name:10s} {outcome}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
