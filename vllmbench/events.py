@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import urllib.error
-import urllib.request
 import uuid
 from typing import Any
 
@@ -42,6 +40,9 @@ def emit(broker_url: str, event: dict[str, Any], *, timeout_s: float = 3.0) -> b
     if not broker_url:
         info(log, "event not sent: no broker configured", event_type=event["type"], event_id=event["id"])
         return False
+    import urllib.error
+    import urllib.request
+
     body = json.dumps(event, default=str).encode()
     request = urllib.request.Request(
         broker_url, data=body, method="POST",

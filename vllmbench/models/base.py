@@ -8,10 +8,10 @@ from pydantic import BaseModel, ConfigDict
 class Strict(BaseModel):
     """Unknown fields are errors, NaN and Infinity are refused."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True, defer_build=True)
 
 
 class Open(BaseModel):
     """For documents written by other tools: unknown fields are kept."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False, populate_by_name=True)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, populate_by_name=True, defer_build=True)

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -25,10 +25,12 @@ from vllmbench.errors import (
     UserError,
     VllmbenchError,
 )
-from vllmbench.settings import Settings
 from vllmbench.web.bodies import parse_json, query_to_dict, read_body, validate
 from vllmbench.web.context import Context, Reply
-from vllmbench.web.runtime import Runtime
+
+if TYPE_CHECKING:
+    from vllmbench.settings import Settings
+    from vllmbench.web.runtime import Runtime
 
 log = logging.getLogger("vllmbench.web")
 
@@ -71,7 +73,7 @@ class FunctionApp:
         self.events: dict[str, EventHandler] = {}
         self._start_hooks: list[Callable[[Context], None]] = []
         self._ready_checks: dict[str, Callable[[Context], None]] = {"mongodb": lambda ctx: ctx.runtime.store.ping()}
-        self._runtime: Runtime | None = None
+        self._runtime: "Runtime | None" = None
         self._runtime_lock = threading.Lock()
         self._url_map: Any = None
         from vllmbench.web import builtins
@@ -113,16 +115,22 @@ class FunctionApp:
     def ready_check(self, name: str, check: Callable[[Context], None]) -> None:
         self._ready_checks[name] = check
 
-    def configure(self, settings: Settings) -> None:
+    def configure(self, settings: "Settings") -> None:
         """Use these settings instead of the environment's (tests, the embedded stack)."""
+        from vllmbench.web.runtime import Runtime
+
         with self._runtime_lock:
             if self._runtime is not None:
                 self._runtime.close()
             self._runtime = Runtime.build(self.name, self.service, self._start_hooks, settings)
 
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> "Runtime":
+        """Settings and store, built on the first request that needs them (pydantic-settings
+        and the secret files stay off the import path: cold start)."""
         if self._runtime is None:
+            from vllmbench.web.runtime import Runtime
+
             with self._runtime_lock:
                 if self._runtime is None:
                     self._runtime = Runtime.build(self.name, self.service, self._start_hooks)
@@ -174,6 +182,9 @@ class FunctionApp:
         except WzNotFound:
             raise NotFound(f"no route {request.method} {request.path}; see /docs for the routes") from None
         route = self.routes[endpoint]
+        if route.path == "/health":
+            # Liveness needs nothing: no settings, no secrets read, no database.
+            return Reply(route.handler(None))
         if not route.public and (route.tag != "events" or self.runtime.settings.events_require_token):
             self._authorize(request)
         ctx = Context(self.runtime, request, request_id)

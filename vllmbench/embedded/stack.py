@@ -1,0 +1,165 @@
+"""The embedded stack of `make run`: the six functions, a MongoDB-wire server, a local
+Git remote and the local broker + pinger, on one machine with nothing installed by hand.
+
+One instance per data folder: a second start finds the lock and says what is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from eventing.types import SERVICES, local_service_urls
+from vllmbench.embedded.ferretdb import FerretDB
+from vllmbench.embedded.processes import Process, http_ok, port_open, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+BROKER_PORT = 8090
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    mongo_url: str | None = None
+    mongo_port: int = 27017
+    broker_port: int = BROKER_PORT
+    api_token: str | None = None
+    out: TextIO = sys.stdout
+    processes: list[Process] = field(default_factory=list)
+    ferretdb: FerretDB | None = None
+    broker: Any = None
+    _lock_file: Any = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> "Stack":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            self._check_ports()
+            url = self._start_database()
+            repo_url = self._ensure_git_remote()
+            self._start_functions(url, repo_url)
+            self._start_broker()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+        if self.ferretdb is not None:
+            self.ferretdb.stop()
+            self.ferretdb = None
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                (self.data_dir / "run.pid").unlink()
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- pieces --------------------------------------------------------------------
+    def _take_lock(self) -> None:
+        self._lock_file = open(self.data_dir / "run.lock", "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = (self.data_dir / "run.pid").read_text().strip() if (self.data_dir / "run.pid").exists() else "?"
+            self._lock_file.close()
+            self._lock_file = None
+            raise AlreadyRunning(
+                f"vllmbench is already running from {self.data_dir} (pid {pid}): results on "
+                f"http://127.0.0.1:8000, the manager on :8001 ... vllm on :8005. Stop it with Ctrl-C "
+                f"in its terminal or `kill {pid}`.") from None
+        (self.data_dir / "run.pid").write_text(str(os.getpid()))
+
+    def _check_ports(self) -> None:
+        wanted = {f"{service} ({folder})": port for folder, (service, port) in SERVICES.items()}
+        wanted["local broker"] = self.broker_port
+        if not self.mongo_url:
+            wanted["FerretDB"] = self.mongo_port
+        busy = [f"{port} ({name})" for name, port in wanted.items() if port_open(port)]
+        if busy:
+            raise RuntimeError("ports already in use by another program: " + ", ".join(busy)
+                               + ". Stop it, or set MONGO_URL to use an existing MongoDB.")
+
+    def _start_database(self) -> str:
+        if self.mongo_url:
+            self._say(f"database     {_redact_url(self.mongo_url)} (MONGO_URL)")
+            return self.mongo_url
+        self.ferretdb = FerretDB(self.data_dir / "ferretdb", self.mongo_port, log=self.data_dir / "logs" / "ferretdb.log")
+        self.ferretdb.start()
+        self._say(f"database     {self.ferretdb.url} (FerretDB, SQLite files in {self.data_dir / 'ferretdb'})")
+        return self.ferretdb.url
+
+    def _ensure_git_remote(self) -> str:
+        configured = os.environ.get("GITOPS_REPO_URL")
+        if configured:
+            self._say(f"gitops repo  {_redact_url(configured)} (GITOPS_REPO_URL)")
+            return configured
+        from gitops.seed import ensure_seeded
+
+        bare = self.data_dir / "gitops.git"
+        ensure_seeded(bare)
+        self._say(f"gitops repo  {bare} (local bare repository; clone it to edit the configuration)")
+        return str(bare)
+
+    def _start_functions(self, mongo_url: str, repo_url: str) -> None:
+        launcher = Path(sys.executable).parent / "functions-framework"
+        for folder, (service, port) in SERVICES.items():
+            env = {**os.environ, "MONGO_URL": mongo_url, "K_SINK": f"http://127.0.0.1:{self.broker_port}/",
+                   "GITOPS_REPO_URL": repo_url, "VLLMBENCH_FUNCTION": folder,
+                   "VLLMBENCH_DATA_DIR": str(self.data_dir), "THREADS": "8", "PYTHONUNBUFFERED": "1"}
+            argv = [str(launcher), "--target=handle", f"--source={REPO / 'functions' / folder / 'main.py'}",
+                    f"--port={port}", "--host=127.0.0.1"]
+            self.processes.append(Process(service, argv, log=self.data_dir / "logs" / f"{folder}.log", env=env,
+                                          cwd=REPO).start())
+        for process, (folder, (service, port)) in zip(self.processes, SERVICES.items()):
+            wait_until(lambda p=port: http_ok(f"http://127.0.0.1:{p}/health"), timeout_s=60, what=service,
+                       process=process.popen, log=process.log)
+            self._say(f"{folder:<12} http://127.0.0.1:{port}  ({service}; docs at /docs)")
+
+    def _start_broker(self) -> None:
+        from eventing.local import LocalBroker, load_config
+
+        self.broker = LocalBroker(load_config(), local_service_urls(), token=self.api_token,
+                                  dead_letter_log=self.data_dir / "dead-letter.jsonl").start(self.broker_port)
+        sources = ", ".join(f"{p.name} ({p.schedule})" for p in self.broker.config.pingsources)
+        self._say(f"broker       http://127.0.0.1:{self.broker_port}  ({len(self.broker.config.triggers)} triggers; "
+                  f"pings: {sources}; dead letters in {self.data_dir / 'dead-letter.jsonl'})")
+
+    def _say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+
+def _redact_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def wait_for_signal() -> None:
+    """Block until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
