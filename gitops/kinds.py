@@ -1,0 +1,151 @@
+"""The known kinds of desired-state files: where they live and what they must contain.
+
+A file's kind comes from its path (the layout of DESIGN.md). Kinds with a schema
+are validated on every edit (``PUT /projects/{id}/files/{path}``) and flagged by
+sync when they fail; other YAML only has to parse. Schemas forbid unknown fields,
+so a typo is an error instead of a silently ignored setting.
+
+| kind | path | checked |
+| --- | --- | --- |
+| project | ``projects/<p>/project.yaml`` | :class:`ProjectSpec` |
+| benchmark | ``projects/<p>/benchmarks/<name>.yaml`` | :class:`BenchmarkSpec` |
+| template | ``projects/<p>/templates/<name>.yaml`` | a mapping |
+| deployment | ``deployments/<ns>/<kind>-<name>.yaml`` | Kubernetes objects (apiVersion, kind, metadata.name) |
+| model_server | ``models/<ns>/<server>.yaml`` | a mapping |
+| schedule | ``schedules/<name>.yaml`` | a mapping |
+| yaml / text | anything else | YAML parses / nothing |
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from vllmbench.errors import ValidationFailed
+from vllmbench.models.base import Open, Strict
+from vllmbench.models.results import Harness, LoadProfile, Slo
+
+SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+_LAYOUT: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"projects/[^/]+/project\.ya?ml"), "project"),
+    (re.compile(r"projects/[^/]+/benchmarks/.+\.ya?ml"), "benchmark"),
+    (re.compile(r"projects/[^/]+/templates/.+\.ya?ml"), "template"),
+    (re.compile(r"deployments/[^/]+/[^/]+\.ya?ml"), "deployment"),
+    (re.compile(r"models/[^/]+/[^/]+\.ya?ml"), "model_server"),
+    (re.compile(r"schedules/[^/]+\.ya?ml"), "schedule"),
+]
+# A repository (or root folder) that holds one project keeps the project's files at its top.
+_PROJECT_RELATIVE: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"project\.ya?ml"), "project"),
+    (re.compile(r"benchmarks/.+\.ya?ml"), "benchmark"),
+    (re.compile(r"templates/.+\.ya?ml"), "template"),
+]
+
+
+class ProjectSpec(Strict):
+    """``project.yaml``: settings of one benchmarking project."""
+
+    name: str = Field(pattern=SLUG, description="The project's name (lower case, digits, '-').")
+    description: str = Field("", max_length=2000)
+    owners: list[str] = Field(default_factory=list, description="People or teams to ask.")
+    namespace: str | None = Field(None, pattern=SLUG, description="Kubernetes namespace of its jobs.")
+    default_model: str | None = Field(None, max_length=300)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class BenchmarkSpec(Strict):
+    """``benchmarks/<name>.yaml``: one benchmark profile (load, dataset, SLOs).
+
+    The dataset is ``load.dataset`` (``synthetic``, ``sharegpt`` or a file name), as in
+    the standardized result, so that a result shows the profile it ran.
+    """
+
+    name: str | None = Field(None, pattern=SLUG, description="Defaults to the file name.")
+    description: str = Field("", max_length=2000)
+    model: str | None = Field(None, max_length=300)
+    server: str | None = Field(None, max_length=300, description="A ModelServer, as <namespace>/<server>.")
+    load: LoadProfile
+    sweep: list[LoadProfile] = Field(default_factory=list, description="Further load stages, run in order.")
+    slo: Slo | None = None
+    harness: Harness | None = None
+    repeat: int = Field(1, ge=1, le=100)
+    tags: list[str] = Field(default_factory=list)
+
+
+class _Metadata(Open):
+    name: str = Field(min_length=1, max_length=253)
+
+
+class KubernetesObject(Open):
+    """What the deployer needs of any object it applies; the rest is the cluster's business."""
+
+    apiVersion: str = Field(min_length=1)
+    kind: str = Field(min_length=1)
+    metadata: _Metadata
+
+
+class Mapping(Open):
+    """Any YAML mapping: the kind has no schema of its own yet."""
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "project": ProjectSpec,
+    "benchmark": BenchmarkSpec,
+    "deployment": KubernetesObject,
+    "template": Mapping,
+    "model_server": Mapping,
+    "schedule": Mapping,
+}
+SINGLE_DOCUMENT = {"project", "benchmark"}
+
+
+def classify(repo_path: str, *, root: str = "") -> str:
+    """The kind of a file from its path in the repository (``yaml`` or ``text`` when unknown)."""
+    for pattern, kind in _LAYOUT:
+        if pattern.fullmatch(repo_path):
+            return kind
+    relative = repo_path[len(root) + 1:] if root and repo_path.startswith(root + "/") else repo_path
+    for pattern, kind in _PROJECT_RELATIVE:
+        if pattern.fullmatch(relative):
+            return kind
+    return "yaml" if repo_path.lower().endswith((".yaml", ".yml")) else "text"
+
+
+def problems(kind: str, documents: list[Any], *, path: str) -> list[dict[str, Any]]:
+    """Every schema problem of ``documents`` as ``{"loc", "msg", "expected"}``; empty when valid."""
+    schema = SCHEMAS.get(kind)
+    if schema is None:
+        return []
+    found: list[dict[str, Any]] = []
+    if kind in SINGLE_DOCUMENT and len(documents) != 1:
+        found.append({"loc": [path], "msg": f"{path}: a {kind} file holds exactly one document, "
+                      f"found {len(documents)}", "expected": f"one {schema.__name__} mapping"})
+        return found
+    for index, document in enumerate(documents):
+        prefix: list[Any] = [path] if len(documents) == 1 else [path, f"document {index + 1}"]
+        if not isinstance(document, dict):
+            found.append({"loc": prefix, "msg": f"{path}: a {kind} document must be a mapping, "
+                          f"not {type(document).__name__}", "expected": schema.__name__})
+            continue
+        try:
+            schema.model_validate(document)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False, include_input=False):
+                found.append({"loc": prefix + list(error["loc"]), "msg": error["msg"],
+                              "expected": schema.__name__})
+    return found
+
+
+def validate(kind: str, documents: list[Any], *, path: str) -> None:
+    """Raise :class:`ValidationFailed` naming the file when ``documents`` break their schema."""
+    found = problems(kind, documents, path=path)
+    if found:
+        fields = ", ".join(".".join(str(p) for p in d["loc"][1:]) or d["msg"] for d in found[:5])
+        raise ValidationFailed(f"{path} is not a valid {kind}: {fields}", details=found)
+
+
+def known_kinds() -> list[str]:
+    return sorted(SCHEMAS)
