@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     )
     gitops_repo_url: str = Field("", validation_alias=_env("GITOPS_REPO_URL", "gitops_repo_url"))
     gitops_branch: str = Field("main", validation_alias=_env("GITOPS_BRANCH", "gitops_branch"))
+    # Git access of the gitops core (docs/gitops.md): cache folder (default <data_dir>/git-cache),
+    # per-project credential files, push retries, the largest file mirrored with its content.
+    git_cache_dir: Path | None = Field(None, validation_alias=_env("VLLMBENCH_GIT_CACHE_DIR", "git_cache_dir"))
+    git_credentials_dir: Path = Field(Path(DEFAULT_SECRETS_DIR), validation_alias=_env("VLLMBENCH_GIT_CREDENTIALS_DIR", "git_credentials_dir"))
+    git_push_retries: int = Field(6, ge=1, le=50, validation_alias=_env("VLLMBENCH_GIT_PUSH_RETRIES", "git_push_retries"))
+    git_fetch_depth: int = Field(1, ge=0, validation_alias=_env("VLLMBENCH_GIT_FETCH_DEPTH", "git_fetch_depth"))
+    git_max_file_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias=_env("VLLMBENCH_GIT_MAX_FILE_BYTES", "git_max_file_bytes"))
+    git_author_name: str = Field("vllmbench", validation_alias=_env("VLLMBENCH_GIT_AUTHOR_NAME", "git_author_name"))
+    git_author_email: str = Field("vllmbench@localhost", validation_alias=_env("VLLMBENCH_GIT_AUTHOR_EMAIL", "git_author_email"))
 
     broker_url: str = Field(
         "", validation_alias=_env("K_SINK", "VLLMBENCH_BROKER_URL", "broker_url")

@@ -1,0 +1,109 @@
+"""The Manager's use cases that are not a sync or an edit: projects, file reads, fan-out syncs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitops import auth
+from gitops.mirror import GitOptions, open_repository, source_key, sync_project
+from gitops.paths import confine, normalize_root
+from gitops.webhook import normalize_repo_url
+from vllmbench.errors import Conflict, NotFound, ValidationFailed, VllmbenchError
+from vllmbench.logs import get_logger, info
+from vllmbench.models.projects import ConfigFileContent, FileQuery, Project, ProjectCreate, ProjectUpdate, PushedData
+from vllmbench.store.config_files import ConfigFileStore
+from vllmbench.store.projects import ProjectStore
+
+log = get_logger("vllmbench.gitops")
+
+
+def _check_reachable(project: dict[str, Any], options: GitOptions) -> None:
+    """The repository answers and has the branch; a missing branch is the caller's mistake (422)."""
+    with open_repository(project, options) as repo:
+        try:
+            repo.remote_head()
+        except NotFound as exc:
+            raise ValidationFailed(exc.message, details=[{"loc": ["body", "branch"], "msg": exc.message,
+                                                          "expected": "an existing branch"}]) from exc
+
+
+def create_project(db: Any, body: ProjectCreate, options: GitOptions) -> Project:
+    root = normalize_root(body.root)
+    auth.check_reference(body.credentials)
+    store = ProjectStore(db)
+    try:
+        store.doc(body.name)
+    except NotFound:
+        pass
+    else:
+        raise Conflict(f"project {body.name!r} exists already; choose another name or PATCH it")
+    _check_reachable({**body.model_dump(), "root": root}, options)
+    project = store.create(body, repo_key=normalize_repo_url(body.repository), root=root)
+    info(log, "project created", project=project.id, repository=auth.public_url(body.repository),
+         branch=body.branch)
+    return project
+
+
+def update_project(db: Any, project_id: str, body: ProjectUpdate, options: GitOptions) -> Project:
+    store = ProjectStore(db)
+    current = store.doc(project_id)
+    changes = body.model_dump(exclude_none=True)
+    if "root" in changes:
+        changes["root"] = normalize_root(changes["root"])
+    if "credentials" in changes:
+        auth.check_reference(changes["credentials"])
+    merged = {**current, **changes}
+    if source_key(merged) != source_key(current) or "credentials" in changes:
+        _check_reachable(merged, options)
+    if "repository" in changes:
+        changes["repo_key"] = normalize_repo_url(changes["repository"])
+    project = store.update(project_id, changes)
+    info(log, "project updated", project=project_id, fields=sorted(changes))
+    return project
+
+
+def delete_project(db: Any, project_id: str) -> None:
+    ProjectStore(db).delete(project_id)
+    ConfigFileStore(db).delete_project(project_id)
+    info(log, "project deleted", project=project_id)
+
+
+def list_files(db: Any, project_id: str, query: FileQuery) -> dict[str, Any]:
+    project = ProjectStore(db).doc(project_id)
+    generation = project.get("generation") or 0
+    files = ConfigFileStore(db).list(project_id, generation, query)
+    return {"project": project_id, "commit": project.get("commit"), "generation": generation,
+            "count": len(files), "files": files}
+
+
+def get_file(db: Any, project_id: str, path: str) -> ConfigFileContent:
+    project = ProjectStore(db).doc(project_id)
+    confine(normalize_root(project.get("root")), path)  # refuses '..', absolute paths, ...
+    return ConfigFileContent.model_validate(
+        ConfigFileStore(db).get(project_id, project.get("generation") or 0, path.strip("/")).model_dump())
+
+
+def sync_pushed(db: Any, data: PushedData, options: GitOptions) -> dict[str, Any]:
+    """Sync the projects that follow the pushed repository and branch."""
+    if data.branch is None:
+        return {"synced": [], "failed": {}, "reason": "not a branch push"}
+    keys = {normalize_repo_url(url) for url in [data.repository, *data.aliases]}
+    return _sync_each(db, ProjectStore(db).ids_for(keys, data.branch), options)
+
+
+def sync_all(db: Any, options: GitOptions) -> dict[str, Any]:
+    return _sync_each(db, ProjectStore(db).all_ids(), options)
+
+
+def _sync_each(db: Any, project_ids: list[str], options: GitOptions) -> dict[str, Any]:
+    """One project failing does not stop the others; failures are reported and logged."""
+    synced: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for project_id in project_ids:
+        try:
+            result = sync_project(db, project_id, options)
+            synced[project_id] = result.commit
+        except VllmbenchError as exc:
+            failed[project_id] = exc.message
+            log.warning("sync of project %s failed: %s", project_id, exc.message)
+    return {"synced": synced, "failed": failed}
