@@ -234,8 +234,14 @@ class GitRepository:
 
 
 def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.strip().startswith(("stderr:", "stdout:", "hint:"))]
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        for prefix in ("stderr:", "stdout:"):
+            if line.startswith(prefix):
+                line = line[len(prefix):].strip().strip("'\"")
+        if line and not line.startswith("hint:"):
+            lines.append(line)
     meaningful = [line for line in lines if line.lower().startswith(("fatal", "error", "!", "remote"))]
     chosen = (meaningful or lines or [""])[-1]
     return chosen.strip("'\" ")[:300]
