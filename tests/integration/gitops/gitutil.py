@@ -67,8 +67,9 @@ class Person:
 
     def rewrite_history(self, files: dict[str, str], message: str) -> str:
         """Force-push a branch whose history has nothing in common with the old one."""
+        self.pull()
         git("checkout", "-q", "--orphan", "rewritten", cwd=self.work)
-        git("rm", "-q", "-r", "--cached", ".", cwd=self.work)
+        git("rm", "-q", "-r", "--cached", "--ignore-unmatch", ".", cwd=self.work)
         for child in self.work.iterdir():
             if child.name != ".git":
                 subprocess.run(["rm", "-rf", str(child)], check=True)
