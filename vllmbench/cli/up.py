@@ -47,12 +47,13 @@ def _demo(data_dir: Path, token: str | None) -> None:
 
     typer.echo("\nrunning a short benchmark against the vLLM simulator (--no-demo skips it)...")
     try:
-        summary = run_demo("http://127.0.0.1:8000", api_token=token, out_dir=data_dir / "demo")
+        summary = run_demo("http://127.0.0.1:8000", api_token=token, out_dir=data_dir / "demo", project="demo")
     except Exception as exc:  # the stack stays up: the demo is a convenience, not the service
         typer.echo(f"the demo benchmark failed: {exc}", err=True)
         return
     run_id = summary.get("run_id")
     typer.echo(f"demo run {run_id} stored: http://127.0.0.1:8000/runs/{run_id}")
     for key, value in summary.items():
-        if key != "run_id":
+        if key not in ("run_id", "posted", "files"):
             typer.echo(f"  {key}: {value}")
+    typer.echo(f"  files: {data_dir / 'demo'}")

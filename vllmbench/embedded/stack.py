@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from eventing.types import SERVICES, local_service_urls
+from eventing.types import SERVICES
 from vllmbench.embedded.ferretdb import FerretDB
 from vllmbench.embedded.processes import Process, http_ok, port_open, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BROKER_PORT = 8090
+EXAMPLE_PROJECT = "demo"  # the project gitops/seed puts in the local Git remote
 
 
 class AlreadyRunning(RuntimeError):
@@ -34,6 +35,7 @@ class Stack:
     mongo_url: str | None = None
     mongo_port: int = 27017
     broker_port: int = BROKER_PORT
+    port_offset: int = 0  # tests run a whole stack beside a developer's: every port shifted
     api_token: str | None = None
     out: TextIO = sys.stdout
     processes: list[Process] = field(default_factory=list)
@@ -51,6 +53,8 @@ class Stack:
             repo_url = self._ensure_git_remote()
             self._start_functions(url, repo_url)
             self._start_broker()
+            if not os.environ.get("GITOPS_REPO_URL"):
+                self._register_example_project(repo_url)
         except BaseException:
             self.stop()
             raise
@@ -72,6 +76,13 @@ class Stack:
             self._lock_file.close()
             self._lock_file = None
 
+    def port(self, folder: str) -> int:
+        """The port of a function (8000-8005, plus the offset)."""
+        return SERVICES[folder][1] + self.port_offset
+
+    def url(self, folder: str) -> str:
+        return f"http://127.0.0.1:{self.port(folder)}"
+
     # -- pieces --------------------------------------------------------------------
     def _take_lock(self) -> None:
         self._lock_file = open(self.data_dir / "run.lock", "w")
@@ -83,12 +94,12 @@ class Stack:
             self._lock_file = None
             raise AlreadyRunning(
                 f"vllmbench is already running from {self.data_dir} (pid {pid}): results on "
-                f"http://127.0.0.1:8000, the manager on :8001 ... vllm on :8005. Stop it with Ctrl-C "
-                f"in its terminal or `kill {pid}`.") from None
+                f"{self.url('results')}, the manager on :{self.port('sync')} ... vllm on :{self.port('vllm_deploy')}. "
+                f"Stop it with Ctrl-C in its terminal or `kill {pid}`.") from None
         (self.data_dir / "run.pid").write_text(str(os.getpid()))
 
     def _check_ports(self) -> None:
-        wanted = {f"{service} ({folder})": port for folder, (service, port) in SERVICES.items()}
+        wanted = {f"{service} ({folder})": self.port(folder) for folder, (service, _) in SERVICES.items()}
         wanted["local broker"] = self.broker_port
         if not self.mongo_url:
             wanted["FerretDB"] = self.mongo_port
@@ -120,7 +131,8 @@ class Stack:
 
     def _start_functions(self, mongo_url: str, repo_url: str) -> None:
         launcher = Path(sys.executable).parent / "functions-framework"
-        for folder, (service, port) in SERVICES.items():
+        for folder, (service, _) in SERVICES.items():
+            port = self.port(folder)
             env = {**os.environ, "MONGO_URL": mongo_url, "K_SINK": f"http://127.0.0.1:{self.broker_port}/",
                    "GITOPS_REPO_URL": repo_url, "VLLMBENCH_FUNCTION": folder,
                    "VLLMBENCH_DATA_DIR": str(self.data_dir), "THREADS": "8", "PYTHONUNBUFFERED": "1"}
@@ -128,7 +140,8 @@ class Stack:
                     f"--port={port}", "--host=127.0.0.1"]
             self.processes.append(Process(service, argv, log=self.data_dir / "logs" / f"{folder}.log", env=env,
                                           cwd=REPO).start())
-        for process, (folder, (service, port)) in zip(self.processes, SERVICES.items()):
+        for process, (folder, (service, _)) in zip(self.processes, SERVICES.items()):
+            port = self.port(folder)
             wait_until(lambda p=port: http_ok(f"http://127.0.0.1:{p}/health"), timeout_s=60, what=service,
                        process=process.popen, log=process.log)
             self._say(f"{folder:<12} http://127.0.0.1:{port}  ({service}; docs at /docs)")
@@ -136,11 +149,36 @@ class Stack:
     def _start_broker(self) -> None:
         from eventing.local import LocalBroker, load_config
 
-        self.broker = LocalBroker(load_config(), local_service_urls(), token=self.api_token,
+        services = {service: self.url(folder) for folder, (service, _) in SERVICES.items()}
+        self.broker = LocalBroker(load_config(), services, token=self.api_token,
                                   dead_letter_log=self.data_dir / "dead-letter.jsonl").start(self.broker_port)
         sources = ", ".join(f"{p.name} ({p.schedule})" for p in self.broker.config.pingsources)
         self._say(f"broker       http://127.0.0.1:{self.broker_port}  ({len(self.broker.config.triggers)} triggers; "
                   f"pings: {sources}; dead letters in {self.data_dir / 'dead-letter.jsonl'})")
+
+    def _register_example_project(self, repo_url: str) -> None:
+        """Register the seeded example project with the manager (once) and sync it."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json"}
+        if self.api_token:
+            headers["Authorization"] = f"Bearer {self.api_token}"
+        manager = self.url("sync")
+        body = {"name": EXAMPLE_PROJECT, "repository": repo_url, "branch": "main",
+                "root": f"projects/{EXAMPLE_PROJECT}", "credentials": "none"}
+        for path, data in (("/projects", body), (f"/projects/{EXAMPLE_PROJECT}/sync", {})):
+            request = urllib.request.Request(manager + path, data=json.dumps(data).encode(), headers=headers,
+                                             method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=60):
+                    pass
+            except urllib.error.HTTPError as exc:
+                if exc.code != 409:  # 409: registered by an earlier run
+                    self._say(f"example project: {path} answered {exc.code}: {exc.read()[:300].decode(errors='replace')}")
+                    return
+        self._say(f"project      {EXAMPLE_PROJECT!r} registered and synced: {manager}/projects/{EXAMPLE_PROJECT}/files")
 
     def _say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
