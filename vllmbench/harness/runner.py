@@ -10,17 +10,20 @@ import gc
 import multiprocessing as mp
 import resource
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllmbench.harness.client import ENDPOINTS, body_for, new_session, send
+from vllmbench.harness.client import ENDPOINTS, body_for
+from vllmbench.harness.h1 import Client
 from vllmbench.harness.config import RunConfig
 from vllmbench.harness.dataset import PromptItem
 from vllmbench.harness.records import RequestRecord
 from vllmbench.harness.schedule import request_count, send_offsets, split
 
 Progress = Callable[[dict[str, Any]], None]
+WARM_CONNECTIONS = 64  # opened before a rate stage starts; more are opened as the load needs them
 
 
 @dataclass
@@ -66,30 +69,48 @@ class _Live:
 
 async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int],
                       indices: list[int], *, t0: int, worker: int, progress: Progress | None) -> list[RequestRecord]:
+    """Send this process's share of a stage. Requests are started by plain calls and end in
+    callbacks (:mod:`vllmbench.harness.h1`): no task per request and no wake-up per chunk."""
     url = cfg.url.rstrip("/") + ENDPOINTS[cfg.endpoint]
-    cap = asyncio.Semaphore(cfg.max_in_flight) if cfg.max_in_flight else None
-    connections = cfg.max_in_flight or (stage.concurrency or 0) or 10_000
+    loop = asyncio.get_running_loop()
+    cap = cfg.max_in_flight or 0
     live = _Live()
     records: list[RequestRecord] = []
     now = time.monotonic_ns
+    client = Client(url, timeout_s=cfg.timeout_s, api_key=cfg.api_key, t0=t0,
+                    max_connections=cap or (stage.concurrency or 0) or 100_000)
+    waiting: deque[tuple[RequestRecord, bytes, int, int]] = deque()
+    active = 0
+    finished = loop.create_future()
+    expected = len(indices) if stage.mode == "rate" else -1
 
-    async def one(rec: RequestRecord, body: bytes, planned_input: int) -> None:
+    def done(rec: RequestRecord) -> None:
+        nonlocal active
+        active -= 1
+        live.in_flight -= 1
+        live.done += 1
+        if rec.error:
+            live.errors += 1
+        elif rec.token_ns and len(live.ttfts) < 100_000:
+            live.ttfts.append((rec.token_ns[0] - rec.sent_ns) / 1e6)
+        if waiting:
+            nxt, body, planned, queued = waiting.popleft()
+            nxt.cap_wait_ns = now() - queued
+            launch(nxt, body, planned)
+        if live.done == expected and not finished.done():
+            finished.set_result(None)
+
+    def launch(rec: RequestRecord, body: bytes, planned_input: int) -> None:
+        nonlocal active
+        active += 1
+        client.start(rec, body, stream=cfg.stream, planned_input=planned_input, on_done=done)
+
+    def submit(rec: RequestRecord, body: bytes, planned_input: int) -> None:
         live.in_flight += 1
-        if cap is not None:
-            waited = now()
-            await cap.acquire()
-            rec.cap_wait_ns = now() - waited
-        try:
-            await send(session, url, body, rec, t0=t0, stream=cfg.stream, planned_input=planned_input)
-        finally:
-            if cap is not None:
-                cap.release()
-            live.in_flight -= 1
-            live.done += 1
-            if rec.error:
-                live.errors += 1
-            elif rec.token_ns and len(live.ttfts) < 100_000:
-                live.ttfts.append((rec.token_ns[0] - rec.sent_ns) / 1e6)
+        if cap and active >= cap:
+            waiting.append((rec, body, planned_input, now()))
+        else:
+            launch(rec, body, planned_input)
 
     def new_record(i: int, scheduled: int) -> RequestRecord:
         return RequestRecord(index=i, scheduled_ns=scheduled, worker=worker,
@@ -98,34 +119,29 @@ async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[Prom
     async def report() -> None:
         while True:
             await asyncio.sleep(0.5)
-            progress({"done": live.done, "in_flight": live.in_flight, "errors": live.errors,
-                      "elapsed_s": (now() - t0) / 1e9, "ttfts": live.ttfts[-200:]})  # type: ignore[misc]
+            progress({"done": live.done, "in_flight": live.in_flight, "errors": live.errors,  # type: ignore[misc]
+                      "elapsed_s": (now() - t0) / 1e9, "ttfts": live.ttfts[-200:]})
 
-    async with new_session(connections=connections, timeout_s=cfg.timeout_s, api_key=cfg.api_key) as session:
-        reporter = asyncio.get_running_loop().create_task(report()) if progress else None
-        tasks: set[asyncio.Task[None]] = set()
-        bodies = [body_for(cfg.endpoint, model, items[i], stream=cfg.stream) for i in indices] if stage.mode == "rate" else []
-        delay = t0 - now()
-        while delay > 0:  # uvloop's millisecond timers can wake a little early
-            await asyncio.sleep(delay / 1e9)
-            delay = t0 - now()
+    reporter = loop.create_task(report()) if progress else None
+    try:
         if stage.mode == "rate":
-            loop = asyncio.get_running_loop()
+            bodies = [body_for(cfg.endpoint, model, items[i], stream=cfg.stream) for i in indices]
+            # Connections opened before the clock starts, so that the first second is not spent connecting.
+            await client.warm(min(len(indices), cap or 10_000, WARM_CONNECTIONS))
+        await _sleep_until(t0)
+        if stage.mode == "rate":
             for k, i in enumerate(indices):
                 target = t0 + offsets[i]
-                wait = target - now()
-                while wait > 0:
-                    await asyncio.sleep(wait / 1e9)
-                    wait = target - now()
+                if target > now():
+                    await _sleep_until(target)
                 rec = new_record(i, offsets[i])
                 records.append(rec)
-                task = loop.create_task(one(rec, bodies[k], items[i].input_tokens))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                submit(rec, bodies[k], items[i].input_tokens)
+            if expected:
+                await finished
         else:
             deadline = t0 + int((cfg.duration_s or 1e9) * 1e9)
-            limit = len(items)
-            counter = iter(range(limit))
+            counter = iter(range(len(items)))
 
             async def lane() -> None:
                 for i in counter:
@@ -133,14 +149,34 @@ async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[Prom
                         return
                     rec = new_record(i, max(0, now() - t0))
                     records.append(rec)
-                    await one(rec, body_for(cfg.endpoint, model, items[i], stream=cfg.stream), items[i].input_tokens)
+                    live.in_flight += 1
+                    await client.request(rec, body_for(cfg.endpoint, model, items[i], stream=cfg.stream),
+                                         stream=cfg.stream, planned_input=items[i].input_tokens)
+                    live.in_flight -= 1
+                    live.done += 1
+                    if rec.error:
+                        live.errors += 1
+                    elif rec.token_ns and len(live.ttfts) < 100_000:
+                        live.ttfts.append((rec.token_ns[0] - rec.sent_ns) / 1e6)
 
-            tasks = {asyncio.get_running_loop().create_task(lane()) for _ in range(stage.concurrency or 1)}
-        if tasks:
-            await asyncio.gather(*tasks)
+            await asyncio.gather(*(lane() for _ in range(stage.concurrency or 1)))
+    finally:
         if reporter:
             reporter.cancel()
+        client.close()
+        await asyncio.sleep(0)
     return records
+
+
+async def _sleep_until(target: int) -> None:
+    """Sleep until the monotonic time ``target`` (ns). uvloop's timers have millisecond
+    granularity and may fire early: the last fraction of a millisecond is spent in
+    zero-length sleeps, which still serve every socket that is ready."""
+    now = time.monotonic_ns
+    wait = target - now()
+    while wait > 0:
+        await asyncio.sleep(wait / 1e9 if wait > 1_000_000 else 0)
+        wait = target - now()
 
 
 def _worker_main(conn: Any, cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int],
@@ -191,7 +227,7 @@ def run_stage(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem],
         try:
             cpu = _cpu()
             _quiet_gc()
-            t0 = time.monotonic_ns() + 50_000_000
+            t0 = time.monotonic_ns() + 200_000_000  # bodies encoded and connections opened before it
             records = loop.run_until_complete(
                 _send_slice(cfg, model, stage, items, offsets, list(range(len(items))), t0=t0, worker=0, progress=progress))
             cpu_list = [_cpu() - cpu]
@@ -218,7 +254,7 @@ def _run_workers(cfg: RunConfig, model: str, stage: Stage, items: list[PromptIte
         for pipe in pipes:
             if not pipe.poll(60) or pipe.recv() != "ready":
                 raise RuntimeError("a load worker did not start within 60 s")
-        t0 = time.monotonic_ns() + 100_000_000
+        t0 = time.monotonic_ns() + 300_000_000
         for pipe in pipes:
             pipe.send(t0)
         records: list[RequestRecord] = []
