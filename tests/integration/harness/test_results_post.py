@@ -1,61 +1,39 @@
-"""Posting to a Results service: a tiny local aiohttp server stands in until the real one is wired end to end."""
+"""The load generator posts to the real Results service (functions-framework app, FerretDB)."""
 
-import asyncio
 import json
-import threading
 
 import pytest
-from aiohttp import web
 
 from vllmbench.embedded.demo import run_demo
-from vllmbench.models.results import RawInput, StandardizedRecord
+from vllmbench.models.results import RawInput
 from vllmbench.standardize import to_standardized
 
-
-@pytest.fixture
-def results_service():
-    seen = {"raw": [], "std": [], "auth": []}
-
-    async def raw(request):
-        seen["auth"].append(request.headers.get("Authorization"))
-        seen["raw"].append(await request.json())
-        return web.json_response({"id": "r1"}, status=201)
-
-    async def std(request):
-        seen["std"].append(await request.json())
-        return web.json_response({"stored": 1}, status=201)
-
-    loop = asyncio.new_event_loop()
-    app = web.Application(client_max_size=256 * 1024 * 1024)
-    app.router.add_post("/raw_input", raw)
-    app.router.add_post("/standardized_output", std)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}", seen
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.run_until_complete(runner.cleanup())
-    loop.close()
+TOKEN = "t0ken-123456"
 
 
-def test_demo_posts_raw_and_standardized_output(results_service, tmp_path):
-    url, seen = results_service
-    summary = run_demo(url, api_token="t0ken-123", out_dir=tmp_path, rate=10.0, duration_s=1.5)
+def test_demo_posts_raw_and_standardized_output_to_the_results_service(serve_function, tmp_path):
+    results = serve_function("results", api_token=TOKEN)
+    summary = run_demo(results.url, api_token=TOKEN, out_dir=tmp_path, rate=10.0, duration_s=1.5, project="demo")
     assert summary["requests"]["succeeded"] == 15 and summary["trustworthy"]
-    assert seen["auth"] == ["Bearer t0ken-123"]
-    raw = RawInput.model_validate(seen["raw"][0])
-    assert raw.harness.name == "vllmbench" and raw.run_id == summary["run_id"]
-    posted = [StandardizedRecord.model_validate(r) for r in seen["std"][0]]
-    # The Results service's converter rebuilds the same record from the raw report.
-    rebuilt = to_standardized(raw)
-    assert rebuilt[0].results.latency.ttft.p50 == pytest.approx(posted[0].results.latency.ttft.p50)
+    run = results.get(f"/runs/{summary['run_id']}").json()
+    raw = RawInput.model_validate({k: run["raw"][0][k] for k in ("run_id", "project", "model", "harness", "tags",
+                                                                   "config_commit", "started_at", "ended_at", "data")})
+    assert raw.harness.name == "vllmbench" and raw.project == "demo"
+    stored = run["standardized"]
+    assert len(stored) == 1 and stored[0]["results"]["requests"]["succeeded"] == 15
+    # The service's converter rebuilt the same record from the raw report that the client posted itself:
+    # posting both stored it once (the second post was recognised as the same content).
+    assert summary["posted"]["standardized_output"]["unchanged"] == 1
+    # Without the client's records, the converter recomputes them from the per-request data.
     del raw.data["records"]
     recomputed = to_standardized(raw)
-    assert recomputed[0].results.latency.ttft.p50 == pytest.approx(posted[0].results.latency.ttft.p50, abs=0.01)
-    assert recomputed[0].results.requests == posted[0].results.requests
+    assert recomputed[0].results.latency.ttft.p50 == pytest.approx(stored[0]["results"]["latency"]["ttft"]["p50"],
+                                                                   abs=0.01)
+    assert recomputed[0].results.requests.model_dump() == stored[0]["results"]["requests"]
     assert json.loads((tmp_path / "records.json").read_text())[0]["run"]["run_id"] == summary["run_id"]
+
+
+def test_a_wrong_token_is_reported_not_swallowed(serve_function, tmp_path):
+    results = serve_function("results", api_token=TOKEN)
+    with pytest.raises(Exception, match="401"):
+        run_demo(results.url, api_token="wrong-token", out_dir=tmp_path, rate=10.0, duration_s=0.5)
