@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
 import pytest
 
 from tests.fixtures.records import raw, record
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture
@@ -152,3 +156,24 @@ def test_unknown_run_is_404(results):
     response = results.get("/runs/never-ran")
     assert response.status_code == 404
     assert "never-ran" in response.json()["message"]
+
+
+@pytest.mark.parametrize("harness,sample", [("guidellm", "guidellm_benchmarks.json"),
+                                            ("vllm-bench-serve", "vllm_bench_serve.json")])
+def test_raw_output_of_a_known_harness_is_standardized_on_arrival(results, harness, sample):
+    data = json.loads((DATA / sample).read_text())
+    created = results.post("/raw_input", json=raw(f"{harness}-run", harness=harness, data=data))
+    assert created.status_code == 201, created.text
+    assert created.json()["standardized"]["stored"] >= 1
+    run = results.get(f"/runs/{harness}-run").json()
+    assert run["raw"][0]["data"] == data
+    record = run["standardized"][0]
+    assert record["scenario"]["harness"]["name"] == harness
+    assert record["results"]["latency"]["ttft"]["mean"] > 0
+
+
+def test_raw_output_of_a_known_harness_in_the_wrong_format_is_refused_whole(results):
+    response = results.post("/raw_input", json=raw("broken-guidellm", harness="guidellm", data={"not": "a report"}))
+    assert response.status_code == 422
+    assert "guidellm" in response.json()["message"].lower()
+    assert results.get("/raw_input").json()["count"] == 0
