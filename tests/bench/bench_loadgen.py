@@ -8,13 +8,14 @@ p99, client CPU per streamed token, simulator CPU. Then each tool's highest rate
 TTFT p50 within 2 ms of the truth. Prints figures; asserts nothing about time.
 
 Environment: BENCH_SECONDS (per stage, default 6), BENCH_RATES (comma list),
-BENCH_PEERS=0 to skip GuideLLM and aiperf. Traffic goes to 127.0.0.1 only.
+BENCH_PEER_RATES (the peers' rates), BENCH_WORKERS (our --workers), BENCH_PEER_BUDGET_S
+(time bound of one peer's sweep), BENCH_PEERS=0 to skip GuideLLM and aiperf. Traffic
+goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,40 +32,52 @@ from vllmbench.simulator import SimConfig, SimulatorProcess  # noqa: E402
 from vllmbench.stats import percentile  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "6"))
-RATES = [float(r) for r in os.environ.get("BENCH_RATES", "50,100,200,300,400,500,600,800").split(",")]
+RATES = [float(r) for r in os.environ.get("BENCH_RATES", "100,200,300,400,500,600,800").split(",")]
+PEER_RATES = [float(r) for r in os.environ.get("BENCH_PEER_RATES", "10,25,50,100,150,200,300,400").split(",")]
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 TTFT_TOLERANCE_MS = 2.0
+MISSES_AFTER_HELD = 2  # rates tried past the first one not held, to see where the client tops out
 SIM = SimConfig(port=0, ttft_ms=20, itl_ms=5, max_num_seqs=100_000, record_limit=400_000)
 
 
 def realtime(pid: int) -> str:
+    """SCHED_RR for every thread of the simulator: it keeps its own timings whatever the client does,
+    and it is the same for every tool because it is the same process for the whole benchmark."""
     try:
-        os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(20))
-        return "SCHED_RR 20"
+        threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        threads = [pid]
+    try:
+        for tid in threads:
+            os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(20))
+        return f"SCHED_RR 20 ({len(threads)} thread{'s' if len(threads) > 1 else ''}, as `chrt -r -a -p 20 {pid}`)"
     except (PermissionError, AttributeError, OSError) as exc:
-        return f"normal priority ({exc.__class__.__name__}: real-time priority needs root)"
+        return f"normal priority ({exc.__class__.__name__}: real-time priority needs root or CAP_SYS_NICE)"
 
 
 def pct(values: list[float], q: float) -> float:
     return percentile(sorted(values), q) if values else float("nan")
 
 
-def truth_ttft_p50(truth: list[dict]) -> float:
-    return statistics.median(t["ttft_ms"] for t in truth if t["ttft_ms"] is not None and t["outcome"] == "ok")
-
-
-def ours(sim: SimulatorProcess, proc: psutil.Process) -> tuple[float | None, list[str]]:
-    print(f"\n{'rate':>6} {'achieved':>8} {'sched p50/p99 ms':>17} {'TTFT err p50/p99 ms':>20} {'ITL err p50/p99 ms':>19} "
-          f"{'gap p99':>8} {'cpu us/tok':>10} {'client cpu%':>11} {'sim cpu%':>8} {'sim TTFT p50':>12} trust")
-    held = None
+def ours(sim: SimulatorProcess, proc: psutil.Process) -> peers.Outcome:
+    print(f"\nvllmbench run ({WORKERS} worker{'s' if WORKERS > 1 else ''}; TTFT and ITL errors per request against the "
+          "simulator's record; arrivals from the simulator's record)")
+    print(f"{'rate':>6} {'achieved':>8} {'arrived/s':>9} {'sched p50/p99 ms':>17} {'TTFT err p50/p99 ms':>20} "
+          f"{'ITL err p50/p99 ms':>19} {'gap p99':>8} {'cpu us/tok':>10} {'client cpu%':>11} {'sim cpu%':>8} "
+          f"{'sim TTFT p50':>12} trust")
+    outcome = peers.Outcome()
+    misses = 0
     for rate in RATES:
         since = time.monotonic_ns()
         sim_cpu = proc.cpu_times()
         wall = time.monotonic()
         report = run_benchmark(RunConfig(url=sim.url, rates=(rate,), duration_s=SECONDS, input_len="128",
-                                         output_len="128", run_id=f"bench-{int(rate)}", timeout_s=60))
+                                         output_len="128", run_id=f"bench-{int(rate)}", timeout_s=60, workers=WORKERS))
         sim_cpu_pct = 100 * (sum(proc.cpu_times()[:2]) - sum(sim_cpu[:2])) / (time.monotonic() - wall)
         record, stage = report.records[0], report.stages[0]
-        truth = {t["client_request_id"]: t for t in sim.truth(since) if t["client_request_id"]}
+        records = sim.truth(since)
+        seen = peers.truth(records, rate)
+        truth = {t["client_request_id"]: t for t in records if t["client_request_id"]}
         ttft_err, itl_err = [], []
         for rec in stage.records:
             t = truth.get(rec.request_id)
@@ -78,34 +91,44 @@ def ours(sim: SimulatorProcess, proc: psutil.Process) -> tuple[float | None, lis
         trust = res.trust
         tokens = sum(len(r.token_ns) for r in stage.records)
         cpu_us_per_token = 1e6 * sum(stage.cpu_s_by_process) / max(1, tokens)
-        sim_ttft = truth_ttft_p50(list(truth.values()))
         within = abs(pct(ttft_err, 50)) <= TTFT_TOLERANCE_MS and trust.trustworthy and res.requests.failed == 0
-        print(f"{rate:6.0f} {trust.achieved_rate_rps or 0:8.1f} {trust.schedule_delay_ms.p50:8.2f}/{trust.schedule_delay_ms.p99:<8.2f} "
+        print(f"{rate:6.0f} {trust.achieved_rate_rps or 0:8.1f} {seen.arrival_rate or 0:9.1f} "
+              f"{trust.schedule_delay_ms.p50:8.2f}/{trust.schedule_delay_ms.p99:<8.2f} "
               f"{pct(ttft_err, 50):9.2f}/{pct(ttft_err, 99):<10.2f} {pct(itl_err, 50):9.2f}/{pct(itl_err, 99):<9.2f} "
               f"{res.latency.itl.p99 if res.latency.itl else float('nan'):8.2f} {cpu_us_per_token:10.1f} "
-              f"{trust.client_cpu_percent or 0:11.0f} {sim_cpu_pct:8.0f} {sim_ttft:12.2f} "
-              f"{'ok' if within else 'NOT HELD: ' + '; '.join(trust.reasons or ['TTFT error > 2 ms or failures'])}", flush=True)
-        if not within:
+              f"{trust.client_cpu_percent or 0:11.0f} {sim_cpu_pct:8.0f} {seen.ttft_p50_ms or float('nan'):12.2f} "
+              f"{'ok' if within else 'NOT HELD: ' + '; '.join(trust.reasons or ['TTFT error > 2 ms or failures'])}",
+              flush=True)
+        if seen.arrival_rate:
+            outcome.top = max(outcome.top or 0.0, seen.arrival_rate)
+        if within and not misses:
+            outcome.held, outcome.error_at_held = rate, pct(ttft_err, 50)
+        misses += not within
+        if misses > MISSES_AFTER_HELD or (seen.arrival_rate or 0) < peers.TOPPED_OUT * rate:
             break
-        held = rate
-    return held, []
+    return outcome
 
 
 def main() -> int:
     print(f"simulator: TTFT {SIM.ttft_ms} ms, ITL {SIM.itl_ms} ms, 128 in / 128 out, streaming; {SECONDS:g} s per rate; "
-          f"{psutil.cpu_count()} CPUs")
-    results: dict[str, str] = {}
+          f"{psutil.cpu_count()} CPUs; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    results: dict[str, peers.Outcome] = {}
     with SimulatorProcess(SIM) as sim:
         proc = psutil.Process(sim.pid)
-        print(f"simulator pid {sim.pid} at {realtime(sim.pid)}")
-        held, _ = ours(sim, proc)
-        results["vllmbench"] = f"{held:g} req/s" if held else "none of the rates"
+        print(f"simulator pid {sim.pid} at {realtime(sim.pid)}, the same for every tool below")
+        results["vllmbench"] = ours(sim, proc)
         if os.environ.get("BENCH_PEERS", "1") != "0":
-            for name, outcome in peers.run_all(sim, rates=RATES, seconds=SECONDS, tolerance_ms=TTFT_TOLERANCE_MS).items():
-                results[name] = outcome
-    print("\nhighest rate with TTFT p50 within 2 ms of the simulator's record:")
-    for name, outcome in results.items():
-        print(f"  {name:10s} {outcome}")
+            results.update(peers.run_all(sim, rates=PEER_RATES, seconds=SECONDS, tolerance_ms=TTFT_TOLERANCE_MS))
+    print(f"\nside by side: highest constant rate with TTFT p50 within {TTFT_TOLERANCE_MS:g} ms of the simulator's record, "
+          "and the highest arrival rate the simulator saw from the tool")
+    print(f"  {'tool':10s} {'held':>12s} {'TTFT err there':>15s} {'tops out near':>14s}")
+    for name, o in results.items():
+        err = f"{o.error_at_held:+.2f} ms" if o.error_at_held is not None else "-"
+        top = f"{o.top:.0f} req/s" if o.top else "-"
+        print(f"  {name:10s} {o.held_text():>12s} {err:>15s} {top:>14s}")
+    best_peer = max((o.held or 0 for n, o in results.items() if n != "vllmbench"), default=0)
+    if best_peer and results["vllmbench"].held:
+        print(f"  vllmbench holds {results['vllmbench'].held / best_peer:.1f}x the best peer's rate (goal: 2x)")
     return 0
 
 

@@ -1,39 +1,60 @@
 """GuideLLM and aiperf on the same simulator, installed into their own venv on first use.
 
-Never a project dependency: they go into ${VLLMBENCH_CACHE_DIR:-~/.cache/vllmbench}/peers-venv,
-with a small byte-level BPE tokenizer trained locally so that they run offline. Each
-step is bounded in time; a step that fails is reported with what failed, and the
+Never a project dependency: they go into ${VLLMBENCH_CACHE_DIR:-~/.cache/vllmbench}/peers-venv
+(GuideLLM 0.8.1 with torch 2.13.0, aiperf 0.13.0), with a small byte-level BPE tokenizer
+trained locally with ``tokenizers`` so that they run offline. Every step is bounded in
+time and every loop in count; a step that fails is printed with what failed, and the
 benchmark goes on.
+
+Each tool's TTFT p50 (from its own JSON report) is compared with the simulator's own
+per-request record of the same run (``GET /_sim/requests``); the rate the requests
+actually arrived at, and how late they arrived against an exact constant schedule, are
+also taken from the simulator's record, so that every tool is judged by the same ruler.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CACHE = Path(os.environ.get("VLLMBENCH_CACHE_DIR") or Path.home() / ".cache" / "vllmbench")
 VENV = CACHE / "peers-venv"
 TOKENIZER = CACHE / "peers-tokenizer"
-PACKAGES = ["torch==2.13.0", "guidellm", "aiperf", "tokenizers"]
-INSTALL_TIMEOUT_S = 1500
+OUT = CACHE / "peers-out"
+PACKAGES = ["torch==2.13.0", "guidellm==0.8.1", "aiperf==0.13.0", "tokenizers"]
+INSTALL_TIMEOUT_S = 1800
+MODEL = "sim-model"
+TOOLS = ("guidellm", "aiperf")
+# Each run starts a fresh tool (GuideLLM and aiperf take 20-30 s to start here): bound a tool's whole sweep.
+TOOL_BUDGET_S = float(os.environ.get("BENCH_PEER_BUDGET_S", "900"))
+TOPPED_OUT = 0.90  # arrivals below this share of the requested rate: the tool cannot send more
 
 
 def _py() -> Path:
     return VENV / "bin" / "python"
 
 
+def _last_line(text: str) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
 def install() -> str | None:
     """None when the peers venv is ready, else what failed."""
-    if (VENV / ".ready").exists():
+    stamp = VENV / ".ready"
+    if stamp.exists() and stamp.read_text().split() == PACKAGES:
         return None
     try:
         if not _py().exists():
-            subprocess.run(["python3", "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=300)
         proc = subprocess.run([str(_py()), "-m", "pip", "install", "-q", *PACKAGES], capture_output=True, text=True,
                               timeout=INSTALL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -41,17 +62,21 @@ def install() -> str | None:
     except (OSError, subprocess.CalledProcessError) as exc:
         return f"cannot create the peers venv at {VENV}: {exc}"
     if proc.returncode != 0:
-        return f"pip install {' '.join(PACKAGES)} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
-    (VENV / ".ready").touch()
+        return f"pip install {' '.join(PACKAGES)} failed: {_last_line(proc.stderr) or proc.returncode}"
+    for tool in TOOLS:
+        if not (VENV / "bin" / tool).exists():
+            return f"pip installed {' '.join(PACKAGES)} but {VENV / 'bin' / tool} is missing"
+    stamp.write_text(" ".join(PACKAGES))
     return None
 
 
 def tokenizer() -> str | None:
+    """A 512-token byte-level BPE trained here, saved as a Hugging Face tokenizer folder."""
     if (TOKENIZER / "tokenizer.json").exists():
         return None
     TOKENIZER.mkdir(parents=True, exist_ok=True)
     script = (
-        "import sys, json\n"
+        "import sys\n"
         "from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers\n"
         "from transformers import PreTrainedTokenizerFast\n"
         "tok = Tokenizer(models.BPE())\n"
@@ -64,105 +89,152 @@ def tokenizer() -> str | None:
         "fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token='<|endoftext|>')\n"
         "fast.save_pretrained(sys.argv[1])\n"
     )
-    proc = subprocess.run([str(_py()), "-c", script, str(TOKENIZER)], capture_output=True, text=True, timeout=300)
+    try:
+        proc = subprocess.run([str(_py()), "-c", script, str(TOKENIZER)], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return "training the local tokenizer did not finish in 300 s"
     if proc.returncode != 0:
-        return f"training the local tokenizer failed: {proc.stderr.strip().splitlines()[-1:]}"
+        shutil.rmtree(TOKENIZER, ignore_errors=True)
+        return f"training the local tokenizer failed: {_last_line(proc.stderr)}"
     return None
 
 
-def _truth_p50(sim: Any, since: int) -> float | None:
-    values = [t["ttft_ms"] for t in sim.truth(since) if t["outcome"] == "ok" and t["ttft_ms"] is not None]
-    return statistics.median(values) if values else None
-
-
-def _find(obj: Any, key_part: str) -> Any:
-    """The first dict under a key containing ``key_part`` (report formats move between versions)."""
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if key_part in str(key).lower() and isinstance(value, dict):
-                return value
-        for value in obj.values():
-            found = _find(value, key_part)
-            if found is not None:
-                return found
-    elif isinstance(obj, list):
-        for value in obj:
-            found = _find(value, key_part)
-            if found is not None:
-                return found
-    return None
-
-
-def _p50(dist: dict[str, Any] | None) -> float | None:
-    if not dist:
-        return None
-    for path in (("successful", "median"), ("successful", "percentiles", "p50"), ("p50",), ("median",)):
-        value: Any = dist
-        for step in path:
-            value = value.get(step) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
-
-
+# --- commands (flags checked against `guidellm run --help` 0.8.1 and `aiperf profile --help` 0.13.0) ---
 def guidellm_cmd(url: str, rate: float, seconds: float, out: Path) -> list[str]:
-    return [str(VENV / "bin" / "guidellm"), "benchmark", "run", "--target", url, "--profile", "constant",
-            "--rate", str(rate), "--max-seconds", str(seconds), "--processor", str(TOKENIZER),
-            "--data", "prompt_tokens=128,output_tokens=128", "--output-path", str(out)]
+    return [str(VENV / "bin" / "guidellm"), "run",
+            "--backend", f"kind=openai_http,target={url},model={MODEL},request_format=/v1/completions",
+            "--profile", f"kind=constant,rate={rate:g}",
+            "--constraint", f"kind=max_duration,seconds={seconds:g}",
+            "--tokenizer", f"kind=huggingface_auto,model={TOKENIZER}",
+            "--data", "kind=synthetic_text,prompt_tokens=128,output_tokens=128",
+            "--output", f"kind=json,path={out / 'benchmarks.json'}",
+            "--disable-console-interactive"]
 
 
 def aiperf_cmd(url: str, rate: float, seconds: float, out: Path) -> list[str]:
-    return [str(VENV / "bin" / "aiperf"), "profile", "--model", "sim-model", "--url", url, "--endpoint-type",
-            "completions", "--streaming", "--tokenizer", str(TOKENIZER), "--request-rate", str(rate),
-            "--request-count", str(int(rate * seconds)), "--synthetic-input-tokens-mean", "128",
-            "--output-tokens-mean", "128", "--extra-inputs", "ignore_eos:true", "--artifact-dir", str(out)]
+    return [str(VENV / "bin" / "aiperf"), "profile", "--model", MODEL, "--url", url, "--endpoint-type", "completions",
+            "--streaming", "--tokenizer", str(TOKENIZER), "--request-rate", f"{rate:g}", "--arrival-pattern", "constant",
+            "--request-count", str(max(1, int(rate * seconds))), "--isl", "128", "--isl-stddev", "0",
+            "--osl", "128", "--osl-stddev", "0", "--use-legacy-max-tokens",  # the max_tokens field, as vLLM's own client
+            "--artifact-dir", str(out), "--ui-type", "none"]
 
 
-def run_tool(name: str, sim: Any, rates: list[float], seconds: float, tolerance_ms: float) -> str:
-    held = None
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    env.update({"TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "GUIDELLM__LOGGING__CONSOLE_LOG_LEVEL": "ERROR"})
+# --- reports ---
+def guidellm_result(out: Path) -> tuple[float | None, int, int]:
+    """(TTFT p50 ms, successful, failed) from GuideLLM's benchmarks.json."""
+    data = json.loads((out / "benchmarks.json").read_text())
+    bench = data["benchmarks"][0]
+    ttft = bench["metrics"]["time_to_first_token_ms"]["successful"]
+    requests = bench.get("requests") or {}
+    return (float(ttft["median"]) if ttft.get("count") else None, len(requests.get("successful") or []),
+            len(requests.get("errored") or []))
+
+
+def aiperf_result(out: Path) -> tuple[float | None, int, int]:
+    """(TTFT p50 ms, successful, failed) from aiperf's profile_export_aiperf.json."""
+    data = json.loads((out / "profile_export_aiperf.json").read_text())
+    ttft = data.get("time_to_first_token") or {}
+    count = int((data.get("request_count") or {}).get("avg") or ttft.get("count") or 0)
+    errors = sum(int(e.get("count", 0)) for e in data.get("error_summary") or [] if isinstance(e, dict))
+    return (float(ttft["p50"]) if "p50" in ttft else None, count, errors)
+
+
+@dataclass
+class Truth:
+    """What the simulator saw of one run."""
+
+    ttft_p50_ms: float | None
+    ok: int
+    arrival_rate: float | None   # requests that arrived / span of their arrivals
+    lag_p99_ms: float | None     # arrival minus the exact constant schedule anchored at the first arrival
+
+
+def truth(records: list[dict[str, Any]], rate: float) -> Truth:
+    ttfts = sorted(t["ttft_ms"] for t in records if t["outcome"] == "ok" and t["ttft_ms"] is not None)
+    arrivals = sorted(t["arrival_ns"] for t in records)
+    arrival_rate = lag = None
+    if len(arrivals) >= 2 and arrivals[-1] > arrivals[0]:
+        arrival_rate = (len(arrivals) - 1) / ((arrivals[-1] - arrivals[0]) / 1e9)
+        step = 1e9 / rate
+        lags = sorted((a - arrivals[0] - i * step) / 1e6 for i, a in enumerate(arrivals))
+        lag = lags[min(len(lags) - 1, int(0.99 * len(lags)))] - lags[0]
+    return Truth(statistics.median(ttfts) if ttfts else None, len(ttfts), arrival_rate, lag)
+
+
+@dataclass
+class Outcome:
+    held: float | None = None       # highest rate (from the bottom, without a miss) with |TTFT p50 error| <= tolerance
+    top: float | None = None        # highest arrival rate the simulator saw from this tool
+    error_at_held: float | None = None
+    failure: str | None = None      # what stopped the tool, when it did not run
+
+    def held_text(self) -> str:
+        if self.failure and self.held is None:
+            return f"not run: {self.failure}"
+        return f"{self.held:g} req/s" if self.held else "none of the rates"
+
+
+def run_tool(name: str, sim: Any, rates: list[float], seconds: float, tolerance_ms: float) -> Outcome:
+    outcome = Outcome()
+    # aiperf 0.13 refuses a local tokenizer folder when HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set
+    # (aiperf/common/tokenizer.py, _is_offline_mode): leave both unset; there is no network to reach anyway.
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update({"NO_COLOR": "1", "GUIDELLM__LOGGING__CONSOLE_LOG_LEVEL": "ERROR"})
+    began = time.monotonic()
+    missed = False
     for rate in rates:
-        out = CACHE / "peers-out" / f"{name}-{int(rate)}"
-        out.mkdir(parents=True, exist_ok=True)
-        target = out / "benchmarks.json" if name == "guidellm" else out
-        cmd = guidellm_cmd(sim.url, rate, seconds, target) if name == "guidellm" else aiperf_cmd(sim.url, rate, seconds, target)
+        if time.monotonic() - began > TOOL_BUDGET_S:
+            print(f"  {name}: stopped after {TOOL_BUDGET_S:g} s (BENCH_PEER_BUDGET_S)", flush=True)
+            break
+        out = OUT / f"{name}-{rate:g}"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        cmd = guidellm_cmd(sim.url, rate, seconds, out) if name == "guidellm" else aiperf_cmd(sim.url, rate, seconds, out)
         since = time.monotonic_ns()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 120, env=env, cwd=out)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 180, env=env, cwd=out)
         except subprocess.TimeoutExpired:
-            print(f"  {name} at {rate:g}/s: did not finish in time", flush=True)
+            print(f"  {name} at {rate:g}/s: did not finish in {seconds * 6 + 180:g} s", flush=True)
+            outcome.failure = outcome.failure or f"no result at {rate:g}/s in time"
             break
+        (out / "stdout.txt").write_text(proc.stdout or "")
+        (out / "stderr.txt").write_text(proc.stderr or "")
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            print(f"  {name} at {rate:g}/s failed (exit {proc.returncode}): {' | '.join(tail)}", flush=True)
-            return f"failed to run: {' | '.join(tail)[:300]}" if held is None else f"{held:g} req/s (then failed)"
-        reports = [p for p in out.rglob("*.json") if p.stat().st_mtime * 1e9 >= 0]
-        measured = None
-        for path in reports:
-            try:
-                measured = _p50(_find(json.loads(path.read_text()), "time_to_first_token"))
-            except ValueError:
-                continue
-            if measured is not None:
-                break
-        truth = _truth_p50(sim, since)
-        if measured is None or truth is None:
-            print(f"  {name} at {rate:g}/s: no TTFT p50 found in {[p.name for p in reports]}", flush=True)
+            line = _last_line(proc.stderr) or _last_line(proc.stdout)
+            print(f"  {name} at {rate:g}/s failed (exit {proc.returncode}): {line[:300]} (see {out})", flush=True)
+            outcome.failure = f"exit {proc.returncode} at {rate:g}/s: {line[:200]}"
             break
-        error = measured - truth
-        print(f"  {name} at {rate:g}/s: TTFT p50 {measured:.2f} ms, truth {truth:.2f} ms, error {error:+.2f} ms", flush=True)
-        if abs(error) > tolerance_ms:
+        try:
+            measured, succeeded, failed = (guidellm_result if name == "guidellm" else aiperf_result)(out)
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            print(f"  {name} at {rate:g}/s: cannot read its report in {out}: {exc.__class__.__name__}: {exc}", flush=True)
+            outcome.failure = f"unreadable report at {rate:g}/s"
             break
-        held = rate
-    return f"{held:g} req/s" if held else "none of the rates"
+        seen = truth(sim.truth(since), rate)
+        if seen.arrival_rate:
+            outcome.top = max(outcome.top or 0.0, seen.arrival_rate)
+        if measured is None or seen.ttft_p50_ms is None:
+            print(f"  {name} at {rate:g}/s: no TTFT (succeeded {succeeded}, failed {failed})", flush=True)
+            break
+        error = measured - seen.ttft_p50_ms
+        within = abs(error) <= tolerance_ms and failed == 0
+        print(f"  {name:8s} {rate:6g} {seen.arrival_rate or 0:9.1f} {seen.lag_p99_ms or 0:13.2f} {succeeded:6d}/{failed:<4d} "
+              f"{measured:10.2f} {seen.ttft_p50_ms:10.2f} {error:+9.2f}  {'ok' if within else 'NOT HELD'}", flush=True)
+        if within and not missed:
+            outcome.held, outcome.error_at_held = rate, error
+        missed = missed or not within
+        if seen.arrival_rate is not None and seen.arrival_rate < TOPPED_OUT * rate:
+            break  # the tool cannot send more: higher rates would only repeat this
+    return outcome
 
 
-def run_all(sim: Any, *, rates: list[float], seconds: float, tolerance_ms: float) -> dict[str, str]:
-    print("\npeers (installed into their own venv on first run):", flush=True)
+def run_all(sim: Any, *, rates: list[float], seconds: float, tolerance_ms: float) -> dict[str, Outcome]:
+    print("\npeers (own venv; TTFT p50 from each tool's report, truth and arrivals from the simulator's record):",
+          flush=True)
     failure = install() or tokenizer()
     if failure:
         print(f"  cannot run GuideLLM and aiperf: {failure}", flush=True)
-        return {"guidellm": f"not run: {failure}", "aiperf": f"not run: {failure}"}
-    return {name: run_tool(name, sim, [r for r in rates if r <= 400] or rates, seconds, tolerance_ms)
-            for name in ("guidellm", "aiperf")}
+        return {name: Outcome(failure=failure) for name in TOOLS}
+    print(f"  {'tool':8s} {'rate':>6s} {'arrived/s':>9s} {'arr lag p99':>13s} {'ok/fail':>11s} "
+          f"{'TTFT p50':>10s} {'truth p50':>10s} {'error ms':>9s}", flush=True)
+    return {name: run_tool(name, sim, rates, seconds, tolerance_ms) for name in TOOLS}
