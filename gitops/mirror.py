@@ -3,8 +3,8 @@
 A sync is a list of small steps: take the project's sync lease, fetch, decide
 what changed since the snapshot's commit (git's own tree diff when the old commit
 is in the cache, else a comparison of blob shas with the stored snapshot), read
-only the changed blobs, stage the new generation, switch the pointer, collect the
-old versions. Anything that fails before the switch leaves the previous snapshot
+only the changed blobs, stage the new generation, switch the pointer, and drop what
+no reader can see any more. Anything that fails before the switch leaves the previous snapshot
 in place for readers; the next sync undoes the leftovers.
 """
 
@@ -95,22 +95,24 @@ def _sync(repo: GitRepository, project: dict[str, Any], projects: ProjectStore, 
         projects.touch_synced(project_id, result)
         return result
 
-    files.undo_unfinished(project_id, generation)
-    rewritten: bool = False
+    pending = project.get("pending")
+    if pending and pending.get("generation", 0) > generation:
+        files.undo(project_id, generation, pending.get("paths"))
+    rewritten: bool | None = False
     if previous is None or not same_source:
-        mode, replace_all = "full", True
+        mode, full = "full", True
         changes = [Change("added", path, None, entry.sha, entry.mode)
                    for path, entry in repo.list_tree(head, root).items()]
-    elif repo.has_commit(previous):
-        mode, replace_all = "incremental", False
-        changes = repo.diff(previous, head, root)
+    elif (changes := _diff(repo, previous, head, root)) is not None:
+        mode, full = "incremental", False
         rewritten = not repo.is_ancestor(previous, head)
-    else:  # a fresh cache: compare blob shas with what the store holds
-        mode, replace_all = "incremental", False
+    else:  # the old commit is gone from the remote too: compare blob shas with the store
+        mode, full = "incremental", False
         tree = {path: (entry.sha, entry.mode) for path, entry in repo.list_tree(head, root).items()}
         stored = {root + "/" + path if root else path: sha
                   for path, sha in files.current_shas(project_id, generation).items()}
         changes = diff_entries(stored, tree)
+        rewritten = None
 
     counts = SyncCounts()
     upserts, removed = [], []
@@ -124,17 +126,37 @@ def _sync(repo: GitRepository, project: dict[str, Any], projects: ProjectStore, 
             upserts.append(_document(repo, change, root=root, commit=head, options=options, counts=counts))
 
     new_generation = generation + 1
-    files.stage(project_id, new_generation, upserts=upserts, removed=removed, replace_all=replace_all)
-    previous_files = 0 if replace_all else (project.get("last_sync") or {}).get("counts", {}).get("files", 0)
+    deleted = [path for path in removed if path not in {doc["path"] for doc in upserts}]
+    if full and generation > 0:  # the source moved (PATCH): everything not in the new tree goes
+        fresh = {doc["path"] for doc in upserts}
+        deleted = [path for path in files.open_paths(project_id, generation) if path not in fresh]
+        removed = deleted
+    projects.mark_pending(project_id, new_generation, None if full else sorted({*removed, *(d["path"] for d in upserts)}))
+    files.stage(project_id, new_generation, upserts=upserts, removed=removed, first=generation == 0)
+    previous_files = 0 if full else (project.get("last_sync") or {}).get("counts", {}).get("files", 0)
     counts.files = previous_files + counts.added - counts.deleted
     result = SyncResult(project=project_id, mode=mode, commit=head, previous_commit=previous,
                         history_rewritten=rewritten, generation=new_generation, counts=counts,
                         duration_ms=_ms(started))
-    projects.switch(project_id, from_generation=generation, result=result, source=source_key(project))
-    files.collect(project_id, new_generation)
+    projects.switch(project_id, from_generation=generation, result=result, source=source_key(project),
+                    deleted=deleted)
+    retire = project.get("retire") or {}
+    if retire.get("paths"):
+        files.retire(project_id, retire["paths"], generation)
     info(log, "synced project", project=project_id, commit=head, mode=mode, generation=new_generation,
          history_rewritten=rewritten, **counts.model_dump(exclude={"files"}))
     return result
+
+
+def _diff(repo: GitRepository, previous: str, head: str, root: str) -> list[Change] | None:
+    """Git's own diff from the synced commit, fetching that commit when the cache lacks it."""
+    for attempt in range(2):
+        try:
+            return repo.diff(previous, head, root)
+        except VllmbenchError:
+            if attempt or not repo.fetch_commit(previous):
+                return None
+    return None
 
 
 def _document(repo: GitRepository, change: Change, *, root: str, commit: str, options: GitOptions,

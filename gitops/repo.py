@@ -151,6 +151,19 @@ class GitRepository:
             raise
         return self.resolve(self.tracking_ref)
 
+    def fetch_commit(self, sha: str) -> bool:
+        """Bring one commit (shallow) into the cache, e.g. the last synced one after a restart.
+
+        False when the remote no longer has it (history rewritten) or refuses fetching by sha.
+        """
+        with self.lock():
+            try:
+                self.git("fetch", "--no-tags", "--no-write-fetch-head", "--quiet", "--depth=1", self.url, sha,
+                         remote=True)
+            except (DependencyUnavailable, BadGateway, PushRejected):
+                return False
+        return self.has_commit(sha)
+
     def push(self, commit: str) -> None:
         """Push ``commit`` to the branch, never forcing; :class:`PushRejected` when it moved."""
         try:

@@ -99,7 +99,8 @@ class SyncResult(Strict):
     mode: Literal["full", "incremental", "unchanged"]
     commit: str
     previous_commit: str | None = None
-    history_rewritten: bool = Field(False, description="The branch was force-pushed since the last sync.")
+    history_rewritten: bool | None = Field(
+        False, description="The branch was force-pushed since the last sync (None: cannot tell).")
     generation: int
     counts: SyncCounts = Field(default_factory=SyncCounts)
     duration_ms: float = 0.0

@@ -139,7 +139,10 @@ def test_a_sync_failing_halfway_leaves_the_previous_snapshot(db: Any, tmp_path: 
     after = sync_project(db, "p", options)
     assert set(_files(db, "p")) == {"a.yaml", "c.yaml"}
     assert store.get("p", after.generation, "a.yaml").content == "a: 2\n"
-    assert db["config_files"].count_documents({"project_id": "p", "valid_from": {"$gt": after.generation}}) == 0
+    versions = [v for doc in db["config_files"].find({"project_id": "p"}) for v in doc["versions"]]
+    assert versions and all(v["valid_from"] <= after.generation for v in versions)
+    # what the dead sync wrote was undone, not left beside the new snapshot
+    assert sorted(v["path"] for v in versions if v["valid_to"] > after.generation) == ["a.yaml", "c.yaml"]
 
 
 def test_unreachable_remote_leaves_the_snapshot(db: Any, tmp_path: Path) -> None:
