@@ -131,6 +131,16 @@ class _Exchange:
         return rest
 
     def _chunked(self, data: bytes, t: int) -> None:
+        if not self.raw:  # the usual read: exactly one whole chunk
+            j = data.find(b"\r\n")
+            if 0 < j < 9 and b";" not in data[:j]:
+                try:
+                    size = int(data[:j], 16)
+                except ValueError:
+                    size = 0
+                if size and len(data) == j + 4 + size:
+                    self._deliver(data[j + 2 : j + 2 + size], t)
+                    return
         raw = self.raw + data if self.raw else data
         pos, n = 0, len(raw)
         while pos < n:

@@ -27,6 +27,17 @@ class StreamState:
         self.text_chars = 0
 
     def feed(self, data: bytes, t_ns: int) -> None:
+        if (not self.buf and data.startswith(b"data: {") and data.find(b"\n\n") == len(data) - 2
+                and b"\r" not in data and b'"usage":{' not in data):
+            # The usual chunk: exactly one event carrying one token. Same checks as _event, inlined.
+            for key in _TOKEN_KEYS:
+                i = data.find(key)
+                if i >= 0:
+                    if data[i + len(key) : i + len(key) + 1] != b'"':
+                        self.token_ns.append(t_ns)
+                    return
+            self._slow(data[6:-2], t_ns)
+            return
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         buf = self.buf + data if self.buf else data
