@@ -29,6 +29,8 @@ from vllmbench.store.config_files import ConfigFileStore
 from vllmbench.store.projects import ProjectStore
 
 log = get_logger("vllmbench.gitops")
+# File versions written before old ones are compacted away (or a tenth of the files, if more).
+COMPACT_MIN = 200
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,8 @@ def _sync(repo: GitRepository, project: dict[str, Any], projects: ProjectStore, 
         projects.touch_synced(project_id, result)
         return result
 
-    pending = project.get("pending")
-    if pending and pending.get("generation", 0) > generation:
-        files.undo(project_id, generation, pending.get("paths"))
+    if (project.get("pending") or 0) > generation:
+        files.undo(project_id, generation)
     rewritten: bool | None = False
     if previous is None or not same_source:
         mode, full = "full", True
@@ -126,23 +127,25 @@ def _sync(repo: GitRepository, project: dict[str, Any], projects: ProjectStore, 
             upserts.append(_document(repo, change, root=root, commit=head, options=options, counts=counts))
 
     new_generation = generation + 1
-    deleted = [path for path in removed if path not in {doc["path"] for doc in upserts}]
+    fresh = {doc["path"] for doc in upserts}
+    deleted = [path for path in removed if path not in fresh]
     if full and generation > 0:  # the source moved (PATCH): everything not in the new tree goes
-        fresh = {doc["path"] for doc in upserts}
         deleted = [path for path in files.open_paths(project_id, generation) if path not in fresh]
-        removed = deleted
-    projects.mark_pending(project_id, new_generation, None if full else sorted({*removed, *(d["path"] for d in upserts)}))
-    files.stage(project_id, new_generation, upserts=upserts, removed=removed, first=generation == 0)
+    projects.mark_pending(project_id, new_generation)
+    files.stage(project_id, new_generation, upserts=upserts, deleted=deleted)
     previous_files = 0 if full else (project.get("last_sync") or {}).get("counts", {}).get("files", 0)
     counts.files = previous_files + counts.added - counts.deleted
     result = SyncResult(project=project_id, mode=mode, commit=head, previous_commit=previous,
                         history_rewritten=rewritten, generation=new_generation, counts=counts,
                         duration_ms=_ms(started))
+    # versions written since the last compaction: each may have made an older one invisible
+    garbage = 0 if generation == 0 else (project.get("garbage") or 0) + len(upserts) + len(deleted)
+    compact = garbage > max(COMPACT_MIN, counts.files // 10)
     projects.switch(project_id, from_generation=generation, result=result, source=source_key(project),
-                    deleted=deleted)
-    retire = project.get("retire") or {}
-    if retire.get("paths"):
-        files.retire(project_id, retire["paths"], generation)
+                    garbage=0 if compact else garbage)
+    if compact:
+        info(log, "compacted file versions", project=project_id,
+             deleted=files.compact(project_id, new_generation))
     info(log, "synced project", project=project_id, commit=head, mode=mode, generation=new_generation,
          history_rewritten=rewritten, **counts.model_dump(exclude={"files"}))
     return result

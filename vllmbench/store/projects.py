@@ -41,7 +41,7 @@ class ProjectStore:
         doc = {"_id": body.name, **body.model_dump(), "root": root, "repo_key": repo_key,
                "created_at": now, "updated_at": now, "generation": 0, "commit": None,
                "source": None, "synced_at": None, "last_sync": None, "last_error": None, "sync_lease": None,
-               "pending": None, "retire": None}
+               "pending": None, "garbage": 0}
         try:
             with translate(f"creating project {body.name!r}"):
                 self._c.insert_one(doc)
@@ -110,20 +110,23 @@ class ProjectStore:
         with translate(f"unlocking project {project_id!r}"):
             self._c.update_one({"_id": project_id, "sync_lease.holder": holder}, {"$set": {"sync_lease": None}})
 
-    def mark_pending(self, project_id: str, generation: int, paths: list[str] | None) -> None:
-        """Note what a sync is about to write, so that a sync that dies can be undone."""
+    def mark_pending(self, project_id: str, generation: int) -> None:
+        """Note that a sync is writing ``generation``, so that a sync that dies can be undone."""
         with translate(f"recording the sync of project {project_id!r}"):
-            self._c.update_one({"_id": project_id}, {"$set": {"pending": {"generation": generation, "paths": paths}}})
+            self._c.update_one({"_id": project_id}, {"$set": {"pending": generation}})
 
     def switch(self, project_id: str, *, from_generation: int, result: SyncResult, source: str,
-               deleted: list[str]) -> None:
-        """Point readers at the new snapshot: one update, only if nobody switched meanwhile."""
+               garbage: int) -> None:
+        """Point readers at the new snapshot: one update, only if nobody switched meanwhile.
+
+        ``garbage`` counts the file versions the new snapshot made invisible (see ``compact``).
+        """
         with translate(f"switching the snapshot of project {project_id!r}"):
             outcome = self._c.update_one(
                 {"_id": project_id, "generation": from_generation},
                 {"$set": {"generation": result.generation, "commit": result.commit, "source": source,
                           "synced_at": _now(), "last_sync": result.model_dump(mode="json"), "last_error": None,
-                          "pending": None, "retire": {"generation": result.generation, "paths": deleted}}},
+                          "pending": None, "garbage": garbage}},
             )
         if outcome.matched_count != 1:
             raise Conflict(f"project {project_id!r} changed during the sync; sync again")
