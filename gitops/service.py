@@ -8,7 +8,7 @@ from gitops import auth
 from gitops.mirror import GitOptions, open_repository, source_key, sync_project
 from gitops.paths import confine, normalize_root
 from gitops.webhook import normalize_repo_url
-from vllmbench.errors import Conflict, NotFound, ValidationFailed, VllmbenchError
+from vllmbench.errors import Conflict, NotFound, RetryableError, ValidationFailed, VllmbenchError
 from vllmbench.logs import get_logger, info
 from vllmbench.models.projects import ConfigFileContent, FileQuery, Project, ProjectCreate, ProjectUpdate, PushedData
 from vllmbench.store.config_files import ConfigFileStore
@@ -68,6 +68,25 @@ def delete_project(db: Any, project_id: str) -> None:
     info(log, "project deleted", project=project_id)
 
 
+def check_git(options: GitOptions) -> None:
+    """Readiness: git runs and the cache folder is writable."""
+    import shutil
+    import subprocess
+
+    from vllmbench.errors import DependencyUnavailable
+
+    if shutil.which("git") is None:
+        raise DependencyUnavailable("git", "the git executable is not on PATH")
+    try:
+        options.cache_dir.mkdir(parents=True, exist_ok=True)
+        probe = options.cache_dir / ".ready"
+        probe.write_text("ok")
+        probe.unlink()
+        subprocess.run(["git", "--version"], check=True, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DependencyUnavailable("git", f"cannot use git or the cache {options.cache_dir}: {exc}") from exc
+
+
 def list_files(db: Any, project_id: str, query: FileQuery) -> dict[str, Any]:
     project = ProjectStore(db).doc(project_id)
     generation = project.get("generation") or 0
@@ -88,22 +107,32 @@ def sync_pushed(db: Any, data: PushedData, options: GitOptions) -> dict[str, Any
     if data.branch is None:
         return {"synced": [], "failed": {}, "reason": "not a branch push"}
     keys = {normalize_repo_url(url) for url in [data.repository, *data.aliases]}
-    return _sync_each(db, ProjectStore(db).ids_for(keys, data.branch), options)
+    outcome = _sync_each(db, ProjectStore(db).ids_for(keys, data.branch), options)
+    retry = {pid: message for pid, (message, retryable) in outcome.pop("errors").items() if retryable}
+    if retry:
+        # Not 2xx: the broker redelivers, and the projects that did sync answer "unchanged" then.
+        raise RetryableError("sync after the push failed for " + "; ".join(f"{p}: {m}" for p, m in retry.items()))
+    return outcome
 
 
 def sync_all(db: Any, options: GitOptions) -> dict[str, Any]:
-    return _sync_each(db, ProjectStore(db).all_ids(), options)
+    """The periodic safety net: failures are reported and logged; the next tick tries again."""
+    outcome = _sync_each(db, ProjectStore(db).all_ids(), options)
+    outcome.pop("errors")
+    return outcome
 
 
 def _sync_each(db: Any, project_ids: list[str], options: GitOptions) -> dict[str, Any]:
     """One project failing does not stop the others; failures are reported and logged."""
     synced: dict[str, str] = {}
     failed: dict[str, str] = {}
+    errors: dict[str, tuple[str, bool]] = {}
     for project_id in project_ids:
         try:
             result = sync_project(db, project_id, options)
             synced[project_id] = result.commit
         except VllmbenchError as exc:
             failed[project_id] = exc.message
+            errors[project_id] = (exc.message, isinstance(exc, RetryableError))
             log.warning("sync of project %s failed: %s", project_id, exc.message)
-    return {"synced": synced, "failed": failed}
+    return {"synced": synced, "failed": failed, "errors": errors}

@@ -28,6 +28,15 @@ def _indexes(ctx: Context) -> None:
     config_files.ensure_indexes(ctx.db)
 
 
+def _git_ready(ctx: Context) -> None:
+    from gitops import service
+
+    service.check_git(_options(ctx))
+
+
+app.ready_check("git", _git_ready)
+
+
 def _options(ctx: Context) -> Any:
     from gitops.mirror import GitOptions
 

@@ -258,3 +258,22 @@ def test_the_embedded_seed_syncs_cleanly(manager, tmp_path: Path) -> None:
     _create(manager, seeded, root="")
     result = manager.post("/projects/demo/sync").json()
     assert result["counts"]["invalid"] == 0 and result["counts"]["files"] >= 6
+
+
+def test_a_push_whose_sync_fails_is_not_acknowledged(manager, remote: Path, tmp_path: Path) -> None:
+    _create(manager, remote)
+    remote.rename(tmp_path / "gone.git")
+    event = CloudEvent({"id": "push-1", "source": "/github", "type": "dev.vllmbench.gitops.pushed"},
+                       {"repository": str(remote), "branch": "main", "after": "f" * 40})
+    headers, body = to_binary(event)
+    first = requests.post(manager.url + "/", data=body, headers=headers, timeout=60)
+    assert first.status_code == 503 and "demo" in first.json()["message"]
+    (tmp_path / "gone.git").rename(remote)
+    again = requests.post(manager.url + "/", data=body, headers=headers, timeout=60)  # the broker's redelivery
+    assert again.status_code == 202 and again.json()["outcome"]["synced"]["demo"] == gitutil.head(remote)
+
+
+def test_ready_checks_git(manager) -> None:
+    ready = manager.get("/ready")
+    assert ready.status_code == 200, ready.text
+    assert "git" in ready.text
