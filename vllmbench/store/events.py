@@ -19,6 +19,10 @@ COLLECTION = "processed_events"
 SWEEP_SHARE = 0.001  # one write in a thousand also removes expired entries
 
 
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
 def _key(source: str, event_id: str) -> str:
     return hashlib.sha256(f"{source}\x00{event_id}".encode()).hexdigest()
 
@@ -32,7 +36,9 @@ class EventLedger:
         """The stored outcome when (source, id) was processed and has not expired."""
         now = dt.datetime.now(dt.timezone.utc)
         with translate("reading the event ledger"):
-            doc = self._collection.find_one({"_id": _key(source, event_id), "expires_at": {"$gt": now}})
+            doc = self._collection.find_one({"_id": _key(source, event_id)})  # _id alone: pushed down by FerretDB
+        if doc is None or _aware(doc["expires_at"]) <= now:
+            return None
         return doc
 
     def record(self, source: str, event_id: str, event_type: str, outcome: dict[str, Any]) -> None:

@@ -80,42 +80,52 @@ class ResultsStore:
         """Store a batch all or nothing; records already stored with the same content are skipped.
 
         A record is identified by run id and stage; one stored with other content is a
-        409 naming it, and nothing of the batch is written.
+        409 naming it, and nothing of the batch is written. The batch is inserted
+        optimistically and only the keys the database reports as taken are read back:
+        FerretDB v1 scans the whole collection for an ``$in`` read, but inserts and
+        ``_id`` reads are cheap.
         """
         keys = [r.key() for r in records]
         dupes = sorted({k for k in keys if keys.count(k) > 1})
         if dupes:
             raise Conflict(f"the batch holds the same run id and stage twice: {', '.join(dupes[:5])}")
         docs = [self._doc(r, raw_id) for r in records]
+        taken = self._insert_new(docs)
+        by_key = {d["_id"]: d for d in docs}
+        clashing = []
         with translate("reading standardized results"):
-            existing = {d["_id"]: d["record_json"]
-                        for d in self.standardized.find({"_id": {"$in": keys}}, {"record_json": 1})}
-        fresh = [d for d in docs if d["_id"] not in existing]
-        clashing = [d["_id"] for d in docs if d["_id"] in existing and existing[d["_id"]] != d["record_json"]]
+            for key in taken:
+                stored = self.standardized.find_one({"_id": key}, {"record_json": 1})
+                if stored is None or stored["record_json"] != by_key[key]["record_json"]:
+                    clashing.append(key)
         if clashing:
+            self._undo([k for k in keys if k not in taken])
             raise Conflict("records with these run ids and stages are stored already with other content: "
-                           + ", ".join(clashing[:5]) + " (post a new run id, or the same content again)")
-        if fresh:
-            self._insert_all_or_nothing(fresh)
-        return {"stored": len(fresh), "unchanged": len(docs) - len(fresh), "ids": keys}
+                           + ", ".join(sorted(clashing)[:5]) + " (post a new run id, or the same content again)")
+        return {"stored": len(docs) - len(taken), "unchanged": len(taken), "ids": keys}
 
-    def _insert_all_or_nothing(self, docs: list[dict[str, Any]]) -> None:
-        """Insert in order. A concurrent writer's clash undoes ours. If the database drops
-        mid-batch, the error is a 503 and the retry of the same batch completes it: the
-        records already in are recognised as unchanged."""
+    def _insert_new(self, docs: list[dict[str, Any]]) -> set[str]:
+        """Insert every document whose key is free; returns the keys that were taken.
+
+        If the database drops mid-batch, the error is a 503 and the client's retry of the
+        same batch completes it: the records already in are recognised as unchanged.
+        """
         from pymongo.errors import BulkWriteError
 
         with translate("storing standardized results"):
             try:
-                self.standardized.insert_many(docs, ordered=True)
+                self.standardized.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
-                self._undo(docs, exc.details.get("nInserted", 0))
-                raise Conflict("another request stored some of these records at the same time; post again") from exc
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors):
+                    raise
+                return {docs[e["index"]]["_id"] for e in errors}
+        return set()
 
-    def _undo(self, docs: list[dict[str, Any]], inserted: int) -> None:
-        ids = [d["_id"] for d in docs[:inserted]]
-        if ids:
-            self.standardized.delete_many({"_id": {"$in": ids}})
+    def _undo(self, keys: list[str]) -> None:
+        if keys:
+            with translate("undoing a refused batch"):
+                self.standardized.delete_many({"_id": {"$in": keys}})
 
     @staticmethod
     def _doc(record: StandardizedRecord, raw_id: str | None) -> dict[str, Any]:
