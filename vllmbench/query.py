@@ -42,6 +42,10 @@ class ResultQuery(PageQuery):
         return self
 
 
+class RawQuery(ResultQuery):
+    include_data: bool = Field(False, description="Include each harness output (can be large); /runs/{run_id} always does.")
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 

@@ -10,7 +10,7 @@ from typing import Any
 from vllmbench.compare import compare
 from vllmbench.errors import NotFound, UserError, ValidationFailed
 from vllmbench.models.results import RawInput, StandardizedRecord
-from vllmbench.query import PageQuery, ResultQuery
+from vllmbench.query import PageQuery, RawQuery, ResultQuery
 from vllmbench.standardize import to_standardized
 from vllmbench.store.results import ResultsStore, ensure_indexes
 from vllmbench.web import Context, FunctionApp, Reply
@@ -52,9 +52,9 @@ def post_raw(ctx: Context, body: RawInput) -> Reply:
     return Reply(outcome, 201 if outcome["created"] else 200)
 
 
-@app.route("GET", "/raw_input", query=ResultQuery, tag="raw")
-def list_raw(ctx: Context, query: ResultQuery) -> dict[str, Any]:
-    """List raw results: filter by project, model, run id, harness, tag, time range; cursor pages."""
+@app.route("GET", "/raw_input", query=RawQuery, tag="raw")
+def list_raw(ctx: Context, query: RawQuery) -> dict[str, Any]:
+    """List raw results (metadata and size; include_data=true adds the outputs): filters, cursor pages."""
     return ResultsStore(ctx.db).list_raw(query)
 
 

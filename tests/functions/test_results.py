@@ -32,7 +32,10 @@ def test_raw_input_posted_twice_is_stored_once(results):
     second = results.post("/raw_input", json=raw("run-twice"))
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["id"] == second.json()["id"]
-    assert results.get("/raw_input", params={"run_id": "run-twice"}).json()["count"] == 1
+    listed = results.get("/raw_input", params={"run_id": "run-twice"}).json()
+    assert listed["count"] == 1 and "data" not in listed["items"][0] and listed["items"][0]["size_bytes"] > 0
+    with_data = results.get("/raw_input", params={"run_id": "run-twice", "include_data": "true"}).json()
+    assert with_data["items"][0]["data"] == raw("run-twice")["data"]
 
 
 def test_standardized_batch_and_single_are_listed_newest_first(results):

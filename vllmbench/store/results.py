@@ -10,7 +10,7 @@ from typing import Any
 
 from vllmbench.errors import Conflict, NotFound
 from vllmbench.models.results import RawInput, StandardizedRecord
-from vllmbench.query import ResultQuery, mongo_filter
+from vllmbench.query import RawQuery, ResultQuery, mongo_filter
 from vllmbench.store.mongo import translate
 from vllmbench.store.paging import page
 
@@ -72,8 +72,9 @@ class ResultsStore:
                 return key, False
         return key, True
 
-    def list_raw(self, query: ResultQuery) -> dict[str, Any]:
-        return page(self.raw, mongo_filter(query), query, _raw_out)
+    def list_raw(self, query: RawQuery) -> dict[str, Any]:
+        shape = _raw_out if query.include_data else (lambda d: _raw_out(d, with_data=False))
+        return page(self.raw, mongo_filter(query), query, shape)
 
     # -- standardized --------------------------------------------------------------
     def insert_standardized(self, records: list[StandardizedRecord], *, raw_id: str | None = None) -> dict[str, Any]:
@@ -160,11 +161,14 @@ class ResultsStore:
         return {"run_id": run_id, "raw": raw, "standardized": [r.model_dump(mode="json") for r in standardized]}
 
 
-def _raw_out(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _raw_out(doc: dict[str, Any], *, with_data: bool = True) -> dict[str, Any]:
+    out = {
         "id": doc["_id"], "run_id": doc["run_id"], "project": doc.get("project"), "model": doc.get("model"),
         "harness": {"name": doc["harness"], "version": doc.get("harness_version")}, "tags": doc.get("tags", []),
         "config_commit": doc.get("config_commit"),
         "started_at": doc.get("started_at"), "ended_at": doc.get("ended_at"), "ingested_at": doc.get("ingested_at"),
-        "data": json.loads(doc["data_json"]),
+        "size_bytes": len(doc["data_json"]),
     }
+    if with_data:
+        out["data"] = json.loads(doc["data_json"])
+    return out
