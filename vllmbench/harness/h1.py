@@ -369,10 +369,16 @@ class Client:
         task.add_done_callback(opened)
 
     async def _connect(self) -> _Conn:
-        _, conn = await asyncio.wait_for(
-            self.loop.create_connection(lambda: _Conn(self), self.host, self.port, ssl=self.ssl,
-                                        server_hostname=self.host if self.ssl else None),
-            self.connect_timeout_s)
+        task = asyncio.current_task()
+        limit = self.loop.call_later(self.connect_timeout_s, task.cancel) if task else None  # cheaper than wait_for
+        try:
+            _, conn = await self.loop.create_connection(lambda: _Conn(self), self.host, self.port, ssl=self.ssl,
+                                                        server_hostname=self.host if self.ssl else None)
+        except asyncio.CancelledError:
+            raise asyncio.TimeoutError(f"no connection to {self.host}:{self.port} in {self.connect_timeout_s:g} s") from None
+        finally:
+            if limit is not None:
+                limit.cancel()
         self.conns.add(conn)
         return conn
 

@@ -23,7 +23,16 @@ from vllmbench.harness.records import RequestRecord
 from vllmbench.harness.schedule import request_count, send_offsets, split
 
 Progress = Callable[[dict[str, Any]], None]
-WARM_CONNECTIONS = 64  # opened before a rate stage starts; more are opened as the load needs them
+MAX_WARM_CONNECTIONS = 1024
+
+
+def warm_connections(n: int, offsets: list[int], cap: int) -> int:
+    """Connections to open before a rate stage: one second of this process's requests
+    (LLM requests last about that long or more, so the load needs them anyway), at least
+    8, at most 1024, the in-flight cap or the stage's requests. More are opened as needed."""
+    span_s = max(offsets[-1] / 1e9, 1e-3) if offsets else 1.0
+    per_second = n / span_s if n > 1 else 1
+    return max(0, min(n, cap or MAX_WARM_CONNECTIONS, MAX_WARM_CONNECTIONS, max(8, int(per_second))))
 
 
 @dataclass
@@ -127,7 +136,7 @@ async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[Prom
         if stage.mode == "rate":
             bodies = [body_for(cfg.endpoint, model, items[i], stream=cfg.stream) for i in indices]
             # Connections opened before the clock starts, so that the first second is not spent connecting.
-            await client.warm(min(len(indices), cap or 10_000, WARM_CONNECTIONS))
+            await client.warm(warm_connections(len(indices), offsets, cap))
         await _sleep_until(t0)
         if stage.mode == "rate":
             for k, i in enumerate(indices):
@@ -230,7 +239,7 @@ def run_stage(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem],
         try:
             cpu = _cpu()
             _quiet_gc()
-            t0 = time.monotonic_ns() + 200_000_000  # bodies encoded and connections opened before it
+            t0 = time.monotonic_ns() + 300_000_000  # bodies encoded and connections opened before it
             records = loop.run_until_complete(
                 _send_slice(cfg, model, stage, items, offsets, list(range(len(items))), t0=t0, worker=0, progress=progress))
             cpu_list = [_cpu() - cpu]
@@ -257,7 +266,7 @@ def _run_workers(cfg: RunConfig, model: str, stage: Stage, items: list[PromptIte
         for pipe in pipes:
             if not pipe.poll(60) or pipe.recv() != "ready":
                 raise RuntimeError("a load worker did not start within 60 s")
-        t0 = time.monotonic_ns() + 300_000_000
+        t0 = time.monotonic_ns() + 500_000_000
         for pipe in pipes:
             pipe.send(t0)
         records: list[RequestRecord] = []
