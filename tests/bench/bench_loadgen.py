@@ -55,6 +55,22 @@ def realtime(pid: int) -> str:
         return f"normal priority ({exc.__class__.__name__}: real-time priority needs root or CAP_SYS_NICE)"
 
 
+def pin(sim_pid: int) -> str:
+    """BENCH_PIN=1: the simulator on CPU 0, every client (ours and the peers, which inherit the
+    affinity of this process) on the other CPUs, so that the real-time simulator never preempts
+    the client it is measuring. Off by default: the reference figures were taken without it."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if os.environ.get("BENCH_PIN", "0") != "1" or len(cpus) < 2:
+        return "not pinned (BENCH_PIN=1 pins the simulator to one CPU and the clients to the others)"
+    try:
+        for tid in os.listdir(f"/proc/{sim_pid}/task"):
+            os.sched_setaffinity(int(tid), {cpus[0]})
+        os.sched_setaffinity(0, set(cpus[1:]))
+    except OSError as exc:
+        return f"not pinned ({exc.__class__.__name__}: {exc})"
+    return f"simulator pinned to CPU {cpus[0]}, clients to CPU {','.join(map(str, cpus[1:]))}"
+
+
 def pct(values: list[float], q: float) -> float:
     return percentile(sorted(values), q) if values else float("nan")
 
@@ -104,7 +120,10 @@ def ours(sim: SimulatorProcess, proc: psutil.Process) -> peers.Outcome:
         if within and not misses:
             outcome.held, outcome.error_at_held = rate, pct(ttft_err, 50)
         misses += not within
-        if misses > MISSES_AFTER_HELD or (seen.arrival_rate or 0) < peers.TOPPED_OUT * rate:
+        if (seen.arrival_rate or 0) < peers.TOPPED_OUT * rate:
+            outcome.topped = True
+            break
+        if misses > MISSES_AFTER_HELD:
             break
     return outcome
 
@@ -115,16 +134,16 @@ def main() -> int:
     results: dict[str, peers.Outcome] = {}
     with SimulatorProcess(SIM) as sim:
         proc = psutil.Process(sim.pid)
-        print(f"simulator pid {sim.pid} at {realtime(sim.pid)}, the same for every tool below")
+        print(f"simulator pid {sim.pid} at {realtime(sim.pid)}, the same for every tool below; {pin(sim.pid)}")
         results["vllmbench"] = ours(sim, proc)
         if os.environ.get("BENCH_PEERS", "1") != "0":
             results.update(peers.run_all(sim, rates=PEER_RATES, seconds=SECONDS, tolerance_ms=TTFT_TOLERANCE_MS))
     print(f"\nside by side: highest constant rate with TTFT p50 within {TTFT_TOLERANCE_MS:g} ms of the simulator's record, "
-          "and the highest arrival rate the simulator saw from the tool")
+          "and the highest arrival rate the simulator saw from the tool (>= when it never fell below 90% of the rate asked)")
     print(f"  {'tool':10s} {'held':>12s} {'TTFT err there':>15s} {'tops out near':>14s}")
     for name, o in results.items():
         err = f"{o.error_at_held:+.2f} ms" if o.error_at_held is not None else "-"
-        top = f"{o.top:.0f} req/s" if o.top else "-"
+        top = o.top_text()
         print(f"  {name:10s} {o.held_text():>12s} {err:>15s} {top:>14s}")
     best_peer = max((o.held or 0 for n, o in results.items() if n != "vllmbench"), default=0)
     if best_peer and results["vllmbench"].held:

@@ -167,6 +167,12 @@ class Outcome:
     top: float | None = None        # highest arrival rate the simulator saw from this tool
     error_at_held: float | None = None
     failure: str | None = None      # what stopped the tool, when it did not run
+    topped: bool = False            # arrivals fell below 90% of a requested rate: ``top`` is the tool's limit
+
+    def top_text(self) -> str:
+        if not self.top:
+            return "-"
+        return f"{self.top:.0f} req/s" if self.topped else f">= {self.top:.0f} req/s"
 
     def held_text(self) -> str:
         if self.failure and self.held is None:
@@ -224,6 +230,7 @@ def run_tool(name: str, sim: Any, rates: list[float], seconds: float, tolerance_
             outcome.held, outcome.error_at_held = rate, error
         missed = missed or not within
         if seen.arrival_rate is not None and seen.arrival_rate < TOPPED_OUT * rate:
+            outcome.topped = True
             break  # the tool cannot send more: higher rates would only repeat this
     return outcome
 
