@@ -36,7 +36,7 @@ build_kubernetes() {
   for c in "${want[@]}"; do have "$c-$k8s" || missing+=("$c"); done
   have "etcd-$ETCD_VERSION" || missing+=(etcd)
   [ ${#missing[@]} -eq 0 ] && return 0
-  log "building ${missing[*]} (Kubernetes $k8s, etcd $ETCD_VERSION) from Go modules; first time only, 10-25 minutes on 2 cores..."
+  log "building ${missing[*]} (Kubernetes $k8s, etcd $ETCD_VERSION) from Go modules; first time only, about 8 minutes on 2 cores..."
   local mod="$tmp/k8s-tools"
   mkdir -p "$mod"
   local gomod

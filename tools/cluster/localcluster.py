@@ -252,14 +252,21 @@ class Api:
             with urllib.request.urlopen(req, context=self.ctx, timeout=timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
+            with exc:  # holds the connection open until closed
+                detail = exc.read().decode(errors="replace")[:500]
             raise ClusterError(f"{method} {path}: HTTP {exc.code}: {detail}") from exc
         return json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode()
 
-    def apply(self, obj: dict[str, Any]) -> Any:
-        """Server-side apply of one cluster-scoped or namespaced object."""
-        return self.request("PATCH", object_path(obj) + f"?fieldManager={FIELD_MANAGER}&force=true",
-                            obj, content_type="application/apply-patch+yaml")
+    def apply(self, obj: dict[str, Any], *, dry_run: bool = False, field_manager: str = FIELD_MANAGER,
+              path: str | None = None) -> Any:
+        """Server-side apply of one object; unknown fields are errors (fieldValidation=Strict).
+
+        `path` is the object's URL path when its plural is irregular (from discovery).
+        """
+        query = f"?fieldManager={field_manager}&force=true&fieldValidation=Strict"
+        if dry_run:
+            query += "&dryRun=All"
+        return self.request("PATCH", (path or object_path(obj)) + query, obj, content_type="application/apply-patch+yaml")
 
     def ok(self, path: str) -> bool:
         try:
@@ -317,7 +324,11 @@ class LocalCluster:
 
     COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
-    def __init__(self, workdir: Path | str, *, tools: Toolset | None = None, name: str = "vllmbench-local"):
+    def __init__(self, workdir: Path | str, *, tools: Toolset | None = None, name: str = "vllmbench-local",
+                 die_with_parent: bool = False):
+        """`die_with_parent`: the components are killed when this process dies, even by
+        SIGKILL (tests); otherwise they outlive it (`make cluster`)."""
+        self.die_with_parent = die_with_parent
         self.workdir = Path(workdir).resolve()
         self.name = name
         self.tools = tools
@@ -367,6 +378,8 @@ class LocalCluster:
                 f"--kubelet-client-certificate={pki / 'admin.crt'}", f"--kubelet-client-key={pki / 'admin.key'}",
                 "--kubelet-preferred-address-types=InternalIP",
                 "--service-cluster-ip-range=10.96.0.0/16",
+                # The endpoints of the `kubernetes` Service may not be loopback; nothing here uses them.
+                "--endpoint-reconciler-type=none",
                 "--authorization-mode=Node,RBAC", "--allow-privileged=true",
                 "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
             ])
@@ -412,24 +425,29 @@ class LocalCluster:
         return self
 
     def stop(self) -> None:
-        """Stop every component: ours (Popen) or a previous `up`'s (state.json)."""
+        """Stop every component: ours (Popen) or a previous `up`'s (state.json).
+
+        Nothing is kept between runs (start() wipes etcd's data), so a component that
+        does not stop within a few seconds of SIGTERM is killed. etcd goes last: the
+        API server waits for it while shutting down.
+        """
         pids: dict[str, int] = {name: p.pid for name, p in self._procs.items()}
         if not pids and self.state_file.exists():
             pids = json.loads(self.state_file.read_text()).get("pids", {})
-        # Reverse start order: kwok and controllers first, etcd last.
         order = [c for c in reversed(self.COMPONENTS) if c in pids]
-        for name in order:
-            _signal(pids[name], signal.SIGTERM, expect=self._binary_of(name))
-        for name in order:
-            proc = self._procs.get(name)
-            if proc is not None:
+        for batch in ([c for c in order if c != "etcd"], [c for c in order if c == "etcd"]):
+            for name in batch:
+                _signal(pids[name], signal.SIGTERM, expect=self._binary_of(name))
+            for name in batch:
+                proc = self._procs.get(name)
+                if proc is None:
+                    _wait_gone(pids[name], timeout=5, expect=self._binary_of(name))
+                    continue
                 try:
-                    proc.wait(timeout=10)
+                    proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-            else:
-                _wait_gone(pids[name], timeout=10)
         self._procs.clear()
         for f in self._log_files:
             f.close()
@@ -453,6 +471,7 @@ class LocalCluster:
         self._procs[name] = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.workdir, start_new_session=True,
+            preexec_fn=_kill_me_with_parent if self.die_with_parent else None,
         )
 
     def _check_alive(self) -> None:
@@ -523,6 +542,14 @@ class LocalCluster:
         self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
 
 
+def _kill_me_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when its parent dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _https_ok(port: int, path: str) -> bool:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -530,6 +557,9 @@ def _https_ok(port: int, path: str) -> bool:
     try:
         with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=ctx, timeout=2) as resp:
             return resp.status == 200
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return False
     except (urllib.error.URLError, OSError):
         return False
 
@@ -558,15 +588,12 @@ def _signal(pid: int, sig: int, *, expect: str) -> None:
         pass
 
 
-def _wait_gone(pid: int, timeout: float) -> None:
+def _wait_gone(pid: int, timeout: float, *, expect: str) -> None:
     deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     if _alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _signal(pid, signal.SIGKILL, expect=expect)
 
 
 # ---------------------------------------------------------------------------
