@@ -565,13 +565,12 @@ def _https_ok(port: int, path: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """True while pid runs; a zombie (exited, not yet reaped by its parent) is dead."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _signal(pid: int, sig: int, *, expect: str) -> None:
