@@ -202,3 +202,51 @@ def test_exec_runs_through_the_api(k8s_cluster: Any, k8s_namespace: str) -> None
     k8s_cluster.wait_for_pod(k8s_namespace, "shell", running, what="Running")
     out = k8s_cluster.exec_in_pod(k8s_namespace, "shell", ["echo", "hello from exec"])
     assert out.strip() == "hello from exec"
+
+
+def test_a_deployment_of_gpu_servers_becomes_available(k8s_cluster: Any, k8s_namespace: str) -> None:
+    pod = gpu_pod("unused", 1, {"nvidia.com/gpu.product": H100})
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "vllm"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "vllm"}},
+            "template": {"metadata": {"labels": {"app": "vllm"}}, "spec": pod["spec"]},
+        },
+    }
+    k8s_cluster.apps_v1.create_namespaced_deployment(k8s_namespace, deployment)
+
+    def available() -> bool:
+        status = k8s_cluster.apps_v1.read_namespaced_deployment_status("vllm", k8s_namespace).status
+        return status.available_replicas == 2
+
+    wait_for(available, 30, "deployment vllm to have 2 available replicas")
+    k8s_cluster.apps_v1.delete_namespaced_deployment("vllm", k8s_namespace)
+
+
+def test_make_cluster_starts_a_usable_cluster_and_stops_it(tmp_path: Any) -> None:
+    """The command-line path of `make cluster` / `make cluster-down`, in a temporary folder."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.fixtures.cluster import LOCALCLUSTER, load_localcluster
+
+    workdir = tmp_path / "cluster"
+    cli = [sys.executable, str(LOCALCLUSTER)]
+    up = subprocess.run([*cli, "up", "--dir", str(workdir)], capture_output=True, text=True, timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert f"export KUBECONFIG={workdir / 'kubeconfig'}" in up.stdout
+        config = json.loads((workdir / "kubeconfig").read_text())
+        server = config["clusters"][0]["cluster"]["server"]
+        api = load_localcluster().Api(server, workdir / "pki")
+        nodes = api.request("GET", "/api/v1/nodes")["items"]
+        assert len(nodes) == 5
+        assert subprocess.run([*cli, "status", "--dir", str(workdir)], capture_output=True).returncode == 0
+    finally:
+        down = subprocess.run([*cli, "down", "--dir", str(workdir)], capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert subprocess.run([*cli, "status", "--dir", str(workdir)], capture_output=True).returncode == 1
