@@ -36,6 +36,7 @@ TOOLS = ("guidellm", "aiperf")
 # Each run starts a fresh tool (GuideLLM and aiperf take 20-30 s to start here): bound a tool's whole sweep.
 TOOL_BUDGET_S = float(os.environ.get("BENCH_PEER_BUDGET_S", "900"))
 TOPPED_OUT = 0.90  # arrivals below this share of the requested rate: the tool cannot send more
+ON_SCHEDULE_LAG_MS = 10.0  # arrival lag p99 at most this: the requests reached the server when planned
 
 
 def _py() -> Path:
@@ -164,10 +165,13 @@ def truth(records: list[dict[str, Any]], rate: float) -> Truth:
 @dataclass
 class Outcome:
     held: float | None = None       # highest rate (from the bottom, without a miss) with |TTFT p50 error| <= tolerance
+    on_schedule: float | None = None  # the same, and also arrival lag p99 <= ON_SCHEDULE_LAG_MS: no backlog
     top: float | None = None        # highest arrival rate the simulator saw from this tool
     error_at_held: float | None = None
     failure: str | None = None      # what stopped the tool, when it did not run
     topped: bool = False            # arrivals fell below 90% of a requested rate: ``top`` is the tool's limit
+    missed: bool = False
+    missed_schedule: bool = False
 
     def top_text(self) -> str:
         if not self.top:
@@ -179,6 +183,15 @@ class Outcome:
             return f"not run: {self.failure}"
         return f"{self.held:g} req/s" if self.held else "none of the rates"
 
+    def note(self, rate: float, within: bool, lag_ms: float | None, error: float | None) -> None:
+        """One rate's verdict; rates come in increasing order and a miss ends the run of held rates."""
+        self.missed = self.missed or not within
+        self.missed_schedule = self.missed_schedule or not (within and lag_ms is not None and lag_ms <= ON_SCHEDULE_LAG_MS)
+        if not self.missed:
+            self.held, self.error_at_held = rate, error
+        if not self.missed_schedule:
+            self.on_schedule = rate
+
 
 def run_tool(name: str, sim: Any, rates: list[float], seconds: float, tolerance_ms: float) -> Outcome:
     outcome = Outcome()
@@ -187,7 +200,6 @@ def run_tool(name: str, sim: Any, rates: list[float], seconds: float, tolerance_
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update({"NO_COLOR": "1", "GUIDELLM__LOGGING__CONSOLE_LOG_LEVEL": "ERROR"})
     began = time.monotonic()
-    missed = False
     for rate in rates:
         if time.monotonic() - began > TOOL_BUDGET_S:
             print(f"  {name}: stopped after {TOOL_BUDGET_S:g} s (BENCH_PEER_BUDGET_S)", flush=True)
@@ -226,9 +238,7 @@ def run_tool(name: str, sim: Any, rates: list[float], seconds: float, tolerance_
         within = abs(error) <= tolerance_ms and failed == 0
         print(f"  {name:8s} {rate:6g} {seen.arrival_rate or 0:9.1f} {seen.lag_p99_ms or 0:13.2f} {succeeded:6d}/{failed:<4d} "
               f"{measured:10.2f} {seen.ttft_p50_ms:10.2f} {error:+9.2f}  {'ok' if within else 'NOT HELD'}", flush=True)
-        if within and not missed:
-            outcome.held, outcome.error_at_held = rate, error
-        missed = missed or not within
+        outcome.note(rate, within, seen.lag_p99_ms, error)
         if seen.arrival_rate is not None and seen.arrival_rate < TOPPED_OUT * rate:
             outcome.topped = True
             break  # the tool cannot send more: higher rates would only repeat this
