@@ -64,7 +64,9 @@ class MongoStore:
                             self._url,
                             serverSelectionTimeoutMS=self._timeout_ms,
                             connectTimeoutMS=self._timeout_ms,
-                            socketTimeoutMS=max(self._timeout_ms * 5, 10000),
+                            # Reaching the server fails fast (503 in about timeout_ms); an answer
+                            # may take long: FerretDB v1 sorts a large listing in memory.
+                            socketTimeoutMS=max(self._timeout_ms * 30, 60000),
                             tz_aware=True,
                             appname=self._app_name,
                             retryWrites=False,
