@@ -303,7 +303,7 @@ class Client:
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        host = parts.netloc.rsplit("@", 1)[-1]  # as written in the URL: an IPv6 address keeps its brackets
         head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: */*\r\n"
         if api_key:
             head += f"Authorization: Bearer {api_key}\r\n"
