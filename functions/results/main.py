@@ -5,15 +5,23 @@ functions-framework --target=handle --source=functions/results/main.py --port=80
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vllmbench.compare import compare
 from vllmbench.errors import NotFound, UserError, ValidationFailed
-from vllmbench.models.results import RawInput, StandardizedRecord
-from vllmbench.query import PageQuery, RawQuery, ResultQuery
-from vllmbench.standardize import to_standardized
-from vllmbench.store.results import ResultsStore, ensure_indexes
 from vllmbench.web import Context, FunctionApp, Reply
+
+if TYPE_CHECKING:
+    from vllmbench.models.results import RawInput, StandardizedRecord
+    from vllmbench.query import PageQuery, RawQuery, ResultQuery
+    from vllmbench.store.results import ResultsStore
+
+# Models, store and converters load on the first request that needs them, not at import:
+# this module is on the cold-start path of a scale-to-zero function.
+RAW_INPUT = "vllmbench.models.results:RawInput"
+RECORD_OR_BATCH = "vllmbench.models.results:RecordOrBatch"
+RESULT_QUERY = "vllmbench.query:ResultQuery"
+RAW_QUERY = "vllmbench.query:RawQuery"
+PAGE_QUERY = "vllmbench.query:PageQuery"
 
 app = FunctionApp(
     "results", service="benchmark-results", port=8000, title="benchmark-results",
@@ -28,13 +36,23 @@ MAX_COMPARE = 20
 
 @app.on_start
 def _indexes(ctx: Context) -> None:
+    from vllmbench.store.results import ensure_indexes
+
     ensure_indexes(ctx.db)
 
 
+def _store(ctx: Context) -> ResultsStore:
+    from vllmbench.store.results import ResultsStore
+
+    return ResultsStore(ctx.db)
+
+
 def _ingest_raw(ctx: Context, raw: RawInput) -> dict[str, Any]:
+    from vllmbench.standardize import to_standardized
+
     # Convert first: a harness output we know but cannot read is refused before anything is stored.
     records = to_standardized(raw)
-    store = ResultsStore(ctx.db)
+    store = _store(ctx)
     key, created = store.insert_raw(raw)
     outcome: dict[str, Any] = {"id": key, "run_id": raw.run_id, "created": created, "standardized": None}
     if records is not None:
@@ -45,21 +63,20 @@ def _ingest_raw(ctx: Context, raw: RawInput) -> dict[str, Any]:
     return outcome
 
 
-@app.route("POST", "/raw_input", body=RawInput, status=201, tag="raw")
+@app.route("POST", "/raw_input", body=RAW_INPUT, status=201, tag="raw")
 def post_raw(ctx: Context, body: RawInput) -> Reply:
     """Store a harness's raw output as-is (and its standardized records when the harness is known)."""
     outcome = _ingest_raw(ctx, body)
     return Reply(outcome, 201 if outcome["created"] else 200)
 
 
-@app.route("GET", "/raw_input", query=RawQuery, tag="raw")
+@app.route("GET", "/raw_input", query=RAW_QUERY, tag="raw")
 def list_raw(ctx: Context, query: RawQuery) -> dict[str, Any]:
     """List raw results (metadata and size; include_data=true adds the outputs): filters, cursor pages."""
-    return ResultsStore(ctx.db).list_raw(query)
+    return _store(ctx).list_raw(query)
 
 
-@app.route("POST", "/standardized_output", body=StandardizedRecord | list[StandardizedRecord], status=201,
-           tag="standardized")
+@app.route("POST", "/standardized_output", body=RECORD_OR_BATCH, status=201, tag="standardized")
 def post_standardized(ctx: Context, body: StandardizedRecord | list[StandardizedRecord]) -> Reply:
     """Store one standardized record or a batch (all or nothing; same content again is a no-op)."""
     records = body if isinstance(body, list) else [body]
@@ -67,22 +84,22 @@ def post_standardized(ctx: Context, body: StandardizedRecord | list[Standardized
         raise UserError("the batch is empty; send one record or a non-empty array of records")
     if len(records) > 1000:
         raise UserError(f"the batch holds {len(records)} records; send at most 1000 per request")
-    outcome = ResultsStore(ctx.db).insert_standardized(records)
+    outcome = _store(ctx).insert_standardized(records)
     if outcome["stored"]:
         ctx.emit(RESULT_INGESTED, {"standardized": outcome["ids"]}, id="std-" + ",".join(outcome["ids"])[:200])
     return Reply(outcome, 201 if outcome["stored"] else 200)
 
 
-@app.route("GET", "/standardized_output", query=ResultQuery, tag="standardized")
+@app.route("GET", "/standardized_output", query=RESULT_QUERY, tag="standardized")
 def list_standardized(ctx: Context, query: ResultQuery) -> dict[str, Any]:
     """List standardized records: filter by project, model, run id, harness, tag, time range; cursor pages."""
-    return ResultsStore(ctx.db).list_standardized(query)
+    return _store(ctx).list_standardized(query)
 
 
 @app.route("GET", "/runs/<run_id>", tag="runs")
 def get_run(ctx: Context, run_id: str) -> dict[str, Any]:
     """A run's raw and standardized results together."""
-    return ResultsStore(ctx.db).run(run_id)
+    return _store(ctx).run(run_id)
 
 
 @app.route("GET", "/runs/<run_id>/llmd", tag="runs")
@@ -90,7 +107,7 @@ def export_llmd(ctx: Context, run_id: str) -> list[dict[str, Any]]:
     """A run's standardized records as llm-d Benchmark Report v0.2 documents (one per stage)."""
     from vllmbench.standardize.llmd import to_llmd
 
-    records = ResultsStore(ctx.db).records_of_run(run_id)
+    records = _store(ctx).records_of_run(run_id)
     if not records:
         raise NotFound(f"run {run_id!r} has no standardized records")
     return [to_llmd(r) for r in records]
@@ -104,7 +121,7 @@ def import_llmd(ctx: Context, body: dict[str, Any] | list[dict[str, Any]]) -> Re
 
     reports = body if isinstance(body, list) else [body]
     records = [from_llmd(report) for report in reports]
-    outcome = ResultsStore(ctx.db).insert_standardized(records)
+    outcome = _store(ctx).insert_standardized(records)
     return Reply(outcome, 201 if outcome["stored"] else 200)
 
 
@@ -118,7 +135,9 @@ def compare_runs(ctx: Context) -> dict[str, Any]:
     if len(wanted) > MAX_COMPARE:
         raise ValidationFailed(f"query.runs: at most {MAX_COMPARE} runs",
                                details=[{"loc": "query.runs", "msg": f"at most {MAX_COMPARE}", "type": "too_long"}])
-    store = ResultsStore(ctx.db)
+    from vllmbench.compare import compare
+
+    store = _store(ctx)
     return compare([_pick(store, item) for item in wanted])
 
 
@@ -138,7 +157,7 @@ def _pick(store: ResultsStore, item: str) -> StandardizedRecord:
     return records[0]
 
 
-@app.event(RESULT_RAW, data=RawInput)
+@app.event(RESULT_RAW, data=RAW_INPUT)
 def on_raw(ctx: Context, event: Any, data: RawInput) -> dict[str, Any]:
     """A benchmark job's raw result: stored like POST /raw_input."""
     outcome = _ingest_raw(ctx, data)
@@ -156,7 +175,7 @@ def post_dead_letter(ctx: Context, body: bytes) -> Reply:
     return Reply({"id": event["id"], "created": created}, 201 if created else 200)
 
 
-@app.route("GET", "/dead-letters", query=PageQuery, tag="events")
+@app.route("GET", "/dead-letters", query=PAGE_QUERY, tag="events")
 def list_dead_letters(ctx: Context, query: PageQuery) -> dict[str, Any]:
     """Events delivery gave up on, newest first, with the error the destination answered."""
     from vllmbench.store.dead_letters import DeadLetters

@@ -258,3 +258,7 @@ class RawInput(Strict):
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     data: dict[str, Any] = Field(description="The harness output, stored as-is.")
+
+
+# One record or a batch: the body of POST /standardized_output.
+RecordOrBatch = StandardizedRecord | list[StandardizedRecord]

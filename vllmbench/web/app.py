@@ -25,7 +25,7 @@ from vllmbench.errors import (
     UserError,
     VllmbenchError,
 )
-from vllmbench.web.bodies import parse_json, query_to_dict, read_body, validate
+from vllmbench.web.bodies import parse_json, query_to_dict, read_body, resolve, validate
 from vllmbench.web.context import Context, Reply
 
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ class Route:
     method: str
     path: str
     handler: Callable[..., Any]
-    body: Any = None
-    query: type[BaseModel] | None = None
+    body: Any = None  # a type, or "module:Name" imported on first use
+    query: Any = None  # a pydantic model, or "module:Name"
     raw_body: bool = False
     status: int = 200
     summary: str = ""
@@ -88,7 +88,7 @@ class FunctionApp:
         self.handle = handle
 
     # -- declaring -----------------------------------------------------------------
-    def route(self, method: str, path: str, *, body: Any = None, query: type[BaseModel] | None = None,
+    def route(self, method: str, path: str, *, body: Any = None, query: Any = None,
               raw_body: bool = False, status: int = 200, summary: str = "", public: bool = False,
               response: Any = None, tag: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -193,10 +193,11 @@ class FunctionApp:
             kwargs["body"] = read_body(request, self.runtime.settings.max_body_bytes)
         elif route.body is not None:
             data = read_body(request, self.runtime.settings.max_body_bytes)
-            kwargs["body"] = validate(route.body, parse_json(data, max_depth=self.runtime.settings.max_json_depth),
+            kwargs["body"] = validate(resolve(route.body), parse_json(data, max_depth=self.runtime.settings.max_json_depth),
                                       where="body")
         if route.query is not None:
-            kwargs["query"] = validate(route.query, query_to_dict(route.query, request.args), where="query")
+            query = resolve(route.query)
+            kwargs["query"] = validate(query, query_to_dict(query, request.args), where="query")
         result = _call_translating(route.handler, ctx, kwargs)
         if isinstance(result, Reply):
             return result

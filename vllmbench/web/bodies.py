@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import typing
 from typing import TYPE_CHECKING, Any
@@ -12,6 +14,18 @@ from vllmbench.errors import PayloadTooLarge, UserError, ValidationFailed
 
 if TYPE_CHECKING:
     import flask
+
+
+def resolve(spec: Any) -> Any:
+    """A route's body, query or event data type; ``"module:Name"`` is imported on first use,
+    so that a function's models stay off its import path (cold start)."""
+    return _import_type(spec) if isinstance(spec, str) else spec
+
+
+@functools.cache
+def _import_type(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def read_body(request: "flask.Request", limit: int) -> bytes:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from vllmbench import logs
 from vllmbench.errors import UserError, VllmbenchError
-from vllmbench.web.bodies import validate
+from vllmbench.web.bodies import resolve, validate
 from vllmbench.web.context import Context, Reply
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def _make_receiver(app: "FunctionApp") -> Any:
                 return Reply({"status": "duplicate", "id": event_id, "outcome": previous.get("outcome", {})}, 200)
             data = event.data
             if handler.data is not None:
-                data = validate(handler.data, data, where="data")
+                data = validate(resolve(handler.data), data, where="data")
             outcome = handler.handler(ctx, event, data) or {}
             ledger.record(source, event_id, event_type, outcome)
             logs.info(ctx.log, "event processed")

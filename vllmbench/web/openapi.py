@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from vllmbench.web.bodies import resolve
+
 if TYPE_CHECKING:
     from vllmbench.web.app import FunctionApp
 
@@ -41,16 +43,16 @@ def build(app: "FunctionApp") -> dict[str, Any]:
             ],
             "responses": {
                 str(route.status): {"description": "success", "content": {"application/json": {
-                    "schema": _schema(route.response, components) if route.response else {}}}},
+                    "schema": _schema(resolve(route.response), components) if route.response else {}}}},
                 "default": {"description": "error", "content": {"application/json": {
                     "schema": {"$ref": REF.format(model="Error")}}}},
             },
         }
         if route.query is not None:
-            operation["parameters"] += _query_parameters(route.query, components)
+            operation["parameters"] += _query_parameters(resolve(route.query), components)
         if route.body is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": _schema(route.body, components)}}}
+                "schema": _schema(resolve(route.body), components)}}}
         elif route.raw_body:
             operation["requestBody"] = {"required": True, "content": {"*/*": {"schema": {}}}}
         if route.tag == "events" and app.events:
