@@ -5,10 +5,15 @@ functions-framework --target=handle --source=functions/sync/main.py --port=8001
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vllmbench.models.projects import FileQuery, ProjectCreate, ProjectUpdate, PushedData
 from vllmbench.web import Context, FunctionApp, Reply
+
+if TYPE_CHECKING:
+    from vllmbench.models.projects import FileQuery, ProjectCreate, ProjectUpdate, PushedData
+
+# Models load on the first request that needs them, not at import (cold start).
+MODELS = "vllmbench.models.projects"
 
 app = FunctionApp(
     "sync", service="benchmark-manager", port=8001, title="benchmark-manager",
@@ -51,7 +56,7 @@ def _projects(ctx: Context) -> Any:
 
 # -- projects -------------------------------------------------------------------------
 
-@app.route("POST", "/projects", body=ProjectCreate, status=201, tag="projects")
+@app.route("POST", "/projects", body=f"{MODELS}:ProjectCreate", status=201, tag="projects")
 def create_project(ctx: Context, body: ProjectCreate) -> Reply:
     """Create a project after checking that its repository and branch are reachable."""
     from gitops import service
@@ -72,7 +77,7 @@ def get_project(ctx: Context, project_id: str) -> Any:
     return _projects(ctx).get(project_id)
 
 
-@app.route("PATCH", "/projects/<project_id>", body=ProjectUpdate, tag="projects")
+@app.route("PATCH", "/projects/<project_id>", body=f"{MODELS}:ProjectUpdate", tag="projects")
 def update_project(ctx: Context, project_id: str, body: ProjectUpdate) -> Any:
     """Change a project's repository, branch, root or credentials (the next sync is full)."""
     from gitops import service
@@ -99,7 +104,7 @@ def sync(ctx: Context, project_id: str) -> Any:
 
 # -- files ----------------------------------------------------------------------------
 
-@app.route("GET", "/projects/<project_id>/files", query=FileQuery, tag="files")
+@app.route("GET", "/projects/<project_id>/files", query=f"{MODELS}:FileQuery", tag="files")
 def list_files(ctx: Context, project_id: str, query: FileQuery) -> Any:
     """List the files of the current snapshot; filter by kind, folder or status."""
     from gitops import service
@@ -146,6 +151,7 @@ def _write(ctx: Context, project_id: str, path: str, content: bytes | None) -> R
 def github_webhook(ctx: Context, body: bytes) -> Reply:
     """GitHub push and ping events, authenticated by their HMAC SHA-256 signature."""
     from gitops import webhook
+    from vllmbench.models.projects import PushedData
 
     headers = ctx.request.headers
     secret = ctx.settings.github_webhook_secret
@@ -164,7 +170,7 @@ def github_webhook(ctx: Context, body: bytes) -> Reply:
     return Reply({"event": GITOPS_PUSHED, "id": delivery, "sent": sent}, 202)
 
 
-@app.event(GITOPS_PUSHED, data=PushedData)
+@app.event(GITOPS_PUSHED, data=f"{MODELS}:PushedData")
 def on_pushed(ctx: Context, event: Any, data: PushedData) -> Any:
     """Sync every project on the pushed repository and branch."""
     from gitops import service

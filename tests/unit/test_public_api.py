@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import vllmbench
 
 
@@ -15,10 +17,12 @@ def test_exports():
         assert hasattr(vllmbench, name)
 
 
-def test_function_modules_keep_heavy_libraries_off_the_import_path():
-    code = ("import sys, runpy; runpy.run_path('functions/results/main.py');"
+@pytest.mark.parametrize("function", ["results", "sync"])
+def test_function_modules_keep_heavy_libraries_off_the_import_path(function):
+    code = (f"import sys, runpy; runpy.run_path('functions/{function}/main.py');"
             "heavy = [m for m in ('pymongo', 'kubernetes', 'mlflow', 'aiohttp', 'numpy', 'git', 'pydantic_settings',"
-            " 'vllmbench.models.results', 'vllmbench.store.results') if m in sys.modules];"
+            " 'vllmbench.models.results', 'vllmbench.models.projects', 'vllmbench.store.results', 'gitops')"
+            " if m in sys.modules];"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
