@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import ssl
 import time
 from collections import deque
@@ -40,7 +41,7 @@ class _Exchange:
     """One request on one connection: parses the response as it arrives."""
 
     __slots__ = ("client", "rec", "body", "stream", "planned_input", "on_done", "conn", "head", "status",
-                 "mode", "left", "raw", "state", "whole", "keep_alive", "timer", "got", "retried", "finished")
+                 "mode", "left", "raw", "state", "whole", "keep_alive", "timer", "finished")
 
     def __init__(self, client: "Client", rec: RequestRecord, body: bytes, stream: bool, planned_input: int,
                  on_done: Done) -> None:
@@ -56,14 +57,11 @@ class _Exchange:
         self.whole: list[bytes] = []
         self.keep_alive = True
         self.timer: asyncio.TimerHandle | None = None
-        self.got = False
-        self.retried = False
         self.finished = False
 
     # --- parsing -------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         t = _now() - self.client.t0
-        self.got = True
         if not self.mode:
             data = self._head(data)
             if not self.mode or self.finished:
@@ -85,7 +83,8 @@ class _Exchange:
         buf = self.head + data if self.head else data
         end = buf.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > MAX_HEAD:
+            # Not HTTP at all (an SSH banner, an HTTP/2 frame) fails now, not at the timeout.
+            if len(buf) > MAX_HEAD or buf[:7] != b"HTTP/1."[: len(buf)]:
                 self.fail("client_error")
             self.head = buf
             return b""
@@ -138,7 +137,7 @@ class _Exchange:
                     size = int(data[:j], 16)
                 except ValueError:
                     size = 0
-                if size and len(data) == j + 4 + size:
+                if size > 0 and len(data) == j + 4 + size:
                     self._deliver(data[j + 2 : j + 2 + size], t)
                     return
         raw = self.raw + data if self.raw else data
@@ -149,6 +148,8 @@ class _Exchange:
                 break
             try:
                 size = int(raw[pos:j].split(b";", 1)[0], 16)
+                if size < 0:
+                    raise ValueError(size)
             except ValueError:
                 self.fail("client_error")
                 return
@@ -235,35 +236,46 @@ class _Exchange:
             conn.drop()
         self.on_done(rec)
 
-    def lost(self) -> None:
-        """The connection closed under this request."""
+    def lost(self, exc: Exception | None) -> None:
+        """The connection closed under this request. Never sent again: the server may have
+        read it and be generating (:meth:`Client.start` skips connections closed while idle)."""
         if self.finished:
             return
-        if self.mode == "close":
+        if self.mode == "close" and exc is None:  # a FIN ends such a body; a reset cuts it
             self.conn = None
             self.keep_alive = False
             self.finish(_now() - self.client.t0)
-        elif not self.got and not self.retried and self.conn is not None and self.conn.used > 1:
-            # A kept-alive connection the server had closed while idle: once more on a new one.
-            self.retried = True
-            self.conn = None
-            self.client._open(self)
         else:
             self.fail("disconnected")
 
 
 class _Conn(asyncio.Protocol):
-    __slots__ = ("client", "transport", "ex", "closed", "used")
+    __slots__ = ("client", "transport", "ex", "closed", "fd")
 
     def __init__(self, client: "Client") -> None:
         self.client = client
         self.transport: asyncio.Transport | None = None
         self.ex: _Exchange | None = None
         self.closed = False
-        self.used = 0
+        self.fd = -1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
+
+    def usable(self) -> bool:
+        """Open, and nothing waiting to be read. An idle connection with something to read
+        has been closed or reset by the server, or carries bytes nobody asked for; the loop
+        may not have seen them yet, and a request written there could be lost or answered
+        with them."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        if self.fd < 0:
+            return True
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        return not poller.poll(0)
 
     def data_received(self, data: bytes) -> None:
         ex = self.ex
@@ -280,7 +292,7 @@ class _Conn(asyncio.Protocol):
         self.client._forget(self)
         ex, self.ex = self.ex, None
         if ex is not None:
-            ex.lost()
+            ex.lost(exc)
 
     def drop(self) -> None:
         self.closed = True
@@ -326,9 +338,10 @@ class Client:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if conn.usable():
                 self._write(conn, ex)
                 return
+            conn.drop()
         self._open(ex)
 
     async def request(self, rec: RequestRecord, body: bytes, *, stream: bool, planned_input: int) -> RequestRecord:
@@ -340,11 +353,9 @@ class Client:
     def _write(self, conn: _Conn, ex: _Exchange) -> None:
         conn.ex = ex
         ex.conn = conn
-        conn.used += 1
         rec = ex.rec
         head = self.head + b"X-Request-Id: %s\r\nContent-Length: %d\r\n\r\n" % (rec.request_id.encode(), len(ex.body))
-        if not ex.retried:
-            rec.sent_ns = _now() - self.t0
+        rec.sent_ns = _now() - self.t0
         conn.transport.write(head + ex.body)  # type: ignore[union-attr]
 
     def _open(self, ex: _Exchange) -> None:
