@@ -38,9 +38,10 @@ class StreamState:
                     return
             self._slow(data[6:-2], t_ns)
             return
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
         buf = self.buf + data if self.buf else data
+        if b"\r" in data or buf[len(self.buf) - 1 : len(self.buf)] == b"\r":
+            # Normalize after joining: a CR and its LF may arrive in separate reads.
+            buf = buf.replace(b"\r\n", b"\n")
         start = 0
         while True:
             end = buf.find(b"\n\n", start)
