@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from eventing.types import SERVICES
 from tests.fixtures.cluster import REPO_ROOT
 from tests.k8s.conftest import TARGETS, by_kind
 
@@ -16,15 +17,8 @@ pytestmark = pytest.mark.k8s
 
 KUBERNETES_SCHEMA_VERSION = "1.37.0"
 
-# function folder -> (Knative Service, stable port)
-FUNCTIONS = {
-    "results": ("benchmark-results", 8000),
-    "sync": ("benchmark-manager", 8001),
-    "deploy": ("benchmark-deployer", 8002),
-    "mlflow_poll": ("benchmark-mlflow", 8003),
-    "eval": ("benchmark-eval", 8004),
-    "vllm_deploy": ("benchmark-vllm", 8005),
-}
+# function folder -> (Knative Service, stable port): the one table the embedded stack uses too
+FUNCTIONS = SERVICES
 WORKLOAD_MANAGERS = {"benchmark-deployer", "benchmark-vllm"}
 
 

@@ -75,6 +75,14 @@ class _Live:
         self.done = self.in_flight = self.errors = 0
         self.ttfts: list[float] = []
 
+    def finished(self, rec: RequestRecord) -> None:
+        self.in_flight -= 1
+        self.done += 1
+        if rec.error:
+            self.errors += 1
+        elif rec.token_ns and len(self.ttfts) < 100_000:
+            self.ttfts.append((rec.token_ns[0] - rec.sent_ns) / 1e6)
+
 
 async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int],
                       indices: list[int], *, t0: int, worker: int, progress: Progress | None) -> list[RequestRecord]:
@@ -96,12 +104,7 @@ async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[Prom
     def done(rec: RequestRecord) -> None:
         nonlocal active
         active -= 1
-        live.in_flight -= 1
-        live.done += 1
-        if rec.error:
-            live.errors += 1
-        elif rec.token_ns and len(live.ttfts) < 100_000:
-            live.ttfts.append((rec.token_ns[0] - rec.sent_ns) / 1e6)
+        live.finished(rec)
         if waiting:
             nxt, body, planned, queued = waiting.popleft()
             nxt.cap_wait_ns = now() - queued
@@ -161,12 +164,7 @@ async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[Prom
                     live.in_flight += 1
                     await client.request(rec, body_for(cfg.endpoint, model, items[i], stream=cfg.stream),
                                          stream=cfg.stream, planned_input=items[i].input_tokens)
-                    live.in_flight -= 1
-                    live.done += 1
-                    if rec.error:
-                        live.errors += 1
-                    elif rec.token_ns and len(live.ttfts) < 100_000:
-                        live.ttfts.append((rec.token_ns[0] - rec.sent_ns) / 1e6)
+                    live.finished(rec)
 
             await asyncio.gather(*(lane() for _ in range(stage.concurrency or 1)))
     finally:
