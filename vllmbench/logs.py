@@ -23,10 +23,33 @@ _REDACTED = "***"
 
 
 def redact(*values: str | None) -> None:
-    """Never print these values (tokens, passwords). Short values are ignored."""
+    """Never print these values (tokens, passwords). Short values are ignored.
+
+    Every log record of the process is scrubbed when it is created, whichever handler
+    (ours, a library's, a test's) later writes it; our formatter scrubs the final line too.
+    """
     for value in values:
         if value and len(value) >= 4:
             _secrets.add(value)
+    if _secrets:
+        _install_record_scrubbing()
+
+
+def _install_record_scrubbing() -> None:
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_vllmbench_scrubs", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return record
+
+    factory._vllmbench_scrubs = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def scrub(text: str) -> str:
