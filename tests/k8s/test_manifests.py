@@ -221,3 +221,17 @@ def test_base_includes_the_eventing_of_eventing_folder(render: Any) -> None:
     eventing = {(d["kind"], d["metadata"]["name"]) for d in render("eventing")}
     assert eventing <= base
     assert any(kind == "Broker" for kind, _ in eventing)
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_functions_accept_broker_events_without_the_token_only_on_cluster_local_routes(render: Any, target: str) -> None:
+    # Knative brokers cannot send the API token: without this, every event would be a 401 and dead-lettered.
+    docs = render(target)
+    config = {name: cm for name, cm in by_kind(docs, "ConfigMap").items() if name.startswith("vllmbench-config")}
+    assert len(config) == 1
+    (config_name, config_map), = config.items()
+    assert config_map["data"]["VLLMBENCH_EVENTS_REQUIRE_TOKEN"] == "false"
+    for name, service in by_kind(docs, "Service", "serving.knative.dev").items():
+        assert service["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local", name
+        container = service["spec"]["template"]["spec"]["containers"][0]
+        assert {"configMapRef": {"name": config_name}} in container["envFrom"], name
