@@ -211,6 +211,7 @@ def test_func_yaml_matches_the_knative_service_it_deploys(render: Any) -> None:
         envs = {e["name"]: e["value"] for e in func["run"]["envs"]}
         assert envs["VLLMBENCH_FUNCTION"] == folder
         assert envs["MONGO_URL"] == "{{ secret:benchmark-shared-secrets:MONGO_URL }}"
+        assert envs["VLLMBENCH_EVENTS_REQUIRE_TOKEN"] == "{{ configMap:vllmbench-config:VLLMBENCH_EVENTS_REQUIRE_TOKEN }}"
         assert deploy["healthEndpoints"] == {"liveness": "/health", "readiness": "/ready"}
 
 
