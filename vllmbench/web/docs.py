@@ -1,4 +1,5 @@
-"""The /docs page: Swagger UI served from the swagger-ui-bundle package (no CDN needed).
+"""The /docs page: Swagger UI 5 (it renders OpenAPI 3.1) served from the files that the
+flask-swagger-ui package ships, so that no CDN is needed.
 
 When the API needs a token, the page asks for it once and keeps it in the browser's
 local storage; every request the page makes, the spec included, carries it.
@@ -59,14 +60,17 @@ def static(name: str) -> Any:
         raise NotFound(f"no docs file {name!r}")
     path = _bundle_dir() / name
     if not path.is_file():
-        raise NotFound(f"docs file {name!r} is not installed (package swagger-ui-bundle)")
+        raise NotFound(f"docs file {name!r} is not installed (package flask-swagger-ui)")
     mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     response = flask.Response(path.read_bytes(), mimetype=mimetype)
-    response.headers["Cache-Control"] = "public, max-age=86400"
+    response.headers["Cache-Control"] = "public, max-age=3600"  # an upgrade shows within the hour
     return response
 
 
 def _bundle_dir() -> Path:
-    import swagger_ui_bundle
+    from importlib.util import find_spec
 
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    spec = find_spec("flask_swagger_ui")  # located, not imported: its blueprint is not used
+    if spec is None or not spec.submodule_search_locations:
+        raise NotFound("the docs page needs the package flask-swagger-ui")
+    return Path(next(iter(spec.submodule_search_locations))) / "dist"
