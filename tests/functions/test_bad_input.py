@@ -106,3 +106,9 @@ def test_wrong_method_is_405_with_allow(results):
     response = results.delete("/raw_input")
     assert response.status_code == 405
     assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
+
+
+def test_request_ids_are_echoed_when_plain_and_replaced_when_not(results):
+    assert results.get("/raw_input", headers={"X-Request-Id": "trace-42.a"}).headers["X-Request-Id"] == "trace-42.a"
+    replaced = results.get("/raw_input", headers={"X-Request-Id": "x" * 500}).headers["X-Request-Id"]
+    assert replaced != "x" * 500 and len(replaced) == 32

@@ -6,6 +6,7 @@ import hmac
 import inspect
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -151,8 +152,7 @@ class FunctionApp:
 
     def _handle(self, request: Any) -> Any:
         started = time.perf_counter()
-        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-        status = 500
+        request_id = _request_id(request.headers.get("X-Request-Id"))
         with logs.bind(request_id=request_id, function=self.name):
             try:
                 reply = self._dispatch(request, request_id)
@@ -161,10 +161,9 @@ class FunctionApp:
             except Exception:  # the last line of defence: never a stack trace in a response
                 log.exception("unhandled error in %s %s", request.method, request.path)
                 reply = Reply({"error": "internal", "message": f"internal error; see the logs for request {request_id}"}, 500)
-            status = reply.status
             response = _to_response(reply, request_id)
             if request.path not in ("/health", "/ready"):
-                logs.info(log, "request", method=request.method, path=request.path, status=status,
+                logs.info(log, "request", method=request.method, path=request.path, status=reply.status,
                           ms=round((time.perf_counter() - started) * 1000, 2))
             return response
 
@@ -211,6 +210,14 @@ class FunctionApp:
         expected = f"Bearer {token.get_secret_value()}".encode()
         if not hmac.compare_digest(header.encode(), expected):
             raise Unauthorized("missing or invalid bearer token (send 'Authorization: Bearer <token>')")
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _request_id(given: str | None) -> str:
+    """The caller's X-Request-Id when it is a plain token (it is echoed and logged), else a new one."""
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 def _call_translating(handler: Callable[..., Any], ctx: Context, kwargs: dict[str, Any]) -> Any:
