@@ -44,6 +44,6 @@ SERVICES: dict[str, tuple[str, int]] = {
 }
 
 
-def local_service_urls(host: str = "127.0.0.1") -> dict[str, str]:
-    """Knative Service name -> its URL in the embedded stack."""
-    return {service: f"http://{host}:{port}" for service, port in SERVICES.values()}
+def local_service_urls(host: str = "127.0.0.1", *, port_offset: int = 0) -> dict[str, str]:
+    """Knative Service name -> its URL in the embedded stack (every port shifted by ``port_offset``)."""
+    return {service: f"http://{host}:{port + port_offset}" for service, port in SERVICES.values()}

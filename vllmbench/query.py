@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from vllmbench.errors import UserError
-from vllmbench.models.base import Strict
+from vllmbench.models.base import Strict, as_utc
 from vllmbench.models.results import NAME_PATTERN, RUN_ID_PATTERN
 
 MAX_PAGE = 500
@@ -37,17 +37,13 @@ class ResultQuery(PageQuery):
     until: dt.datetime | None = Field(None, description="Runs that started before this time (ISO 8601).")
     @model_validator(mode="after")
     def _range(self) -> "ResultQuery":
-        if self.since and self.until and _utc(self.since) >= _utc(self.until):
+        if self.since and self.until and as_utc(self.since) >= as_utc(self.until):
             raise ValueError("since must be before until")
         return self
 
 
 class RawQuery(ResultQuery):
     include_data: bool = Field(False, description="Include each harness output (can be large); /runs/{run_id} always does.")
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def mongo_filter(query: ResultQuery) -> dict[str, Any]:
@@ -59,9 +55,9 @@ def mongo_filter(query: ResultQuery) -> dict[str, Any]:
     if query.tag:
         clauses.append({"tags": {"$all": list(query.tag)}})
     if query.since:
-        clauses.append({"time": {"$gte": _utc(query.since)}})
+        clauses.append({"time": {"$gte": as_utc(query.since)}})
     if query.until:
-        clauses.append({"time": {"$lt": _utc(query.until)}})
+        clauses.append({"time": {"$lt": as_utc(query.until)}})
     if query.cursor:
         clauses.append(cursor_filter(query))
     if not clauses:
@@ -84,7 +80,7 @@ def sort_spec(query: PageQuery) -> list[tuple[str, int]]:
 
 
 def encode_cursor(time: dt.datetime, last_id: str) -> str:
-    raw = json.dumps([_utc(time).isoformat(), last_id]).encode()
+    raw = json.dumps([as_utc(time).isoformat(), last_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -81,3 +81,16 @@ def test_event_with_invalid_data_is_422_and_not_marked_processed(results):
     # The same id with good data is processed: a refused delivery does not poison the ledger.
     headers, body = to_binary(_event("evt-invalid", raw("fixed-run")))
     assert requests.post(results.url + "/", data=body, headers=headers, timeout=10).status_code == 202
+
+
+def test_dead_letters_are_kept_once_for_people_to_inspect(results):
+    event = CloudEvent({"id": "dl-1", "source": "/broker", "type": "dev.vllmbench.gitops.pushed",
+                        "knativeerrorcode": "400", "knativeerrordest": "http://manager/events"}, {"repository": "r"})
+    headers, body = to_binary(event)
+    first = requests.post(results.url + "/dead-letters", data=body, headers=headers, timeout=10)
+    again = requests.post(results.url + "/dead-letters", data=body, headers=headers, timeout=10)
+    assert (first.status_code, again.status_code) == (201, 200)
+    listed = results.get("/dead-letters").json()
+    assert listed["count"] == 1
+    assert listed["items"][0]["error"]["code"] == "400"
+    assert listed["items"][0]["event"]["type"] == "dev.vllmbench.gitops.pushed"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from eventing.types import SERVICES
+from eventing.types import SERVICES, local_service_urls
 from vllmbench.embedded.ferretdb import FerretDB
 from vllmbench.embedded.processes import Process, http_ok, port_open, wait_until
 
@@ -149,8 +149,7 @@ class Stack:
     def _start_broker(self) -> None:
         from eventing.local import LocalBroker, load_config
 
-        services = {service: self.url(folder) for folder, (service, _) in SERVICES.items()}
-        self.broker = LocalBroker(load_config(), services, token=self.api_token,
+        self.broker = LocalBroker(load_config(), local_service_urls(port_offset=self.port_offset), token=self.api_token,
                                   dead_letter_log=self.data_dir / "dead-letter.jsonl").start(self.broker_port)
         sources = ", ".join(f"{p.name} ({p.schedule})" for p in self.broker.config.pingsources)
         self._say(f"broker       http://127.0.0.1:{self.broker_port}  ({len(self.broker.config.triggers)} triggers; "

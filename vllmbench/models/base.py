@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pydantic import BaseModel, ConfigDict
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` with a time zone: a naive datetime is taken as UTC (as MongoDB stores it)."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 class Strict(BaseModel):

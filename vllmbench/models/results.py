@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vllmbench.models.base import Strict
+from vllmbench.models.base import Strict, as_utc
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$"
@@ -65,13 +65,9 @@ class RunInfo(Strict):
 
     @model_validator(mode="after")
     def _times(self) -> "RunInfo":
-        if self.ended_at is not None and _aware(self.ended_at) < _aware(self.started_at):
+        if self.ended_at is not None and as_utc(self.ended_at) < as_utc(self.started_at):
             raise ValueError("ended_at is before started_at")
         return self
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 class Accelerator(Strict):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 from typing import Any
 
 from vllmbench.query import PageQuery, cursor_filter
+from vllmbench.store.events import event_key
 from vllmbench.store.mongo import translate
 from vllmbench.store.paging import page
 
@@ -21,7 +21,7 @@ class DeadLetters:
     def add(self, attributes: dict[str, Any], body: bytes) -> bool:
         from pymongo.errors import DuplicateKeyError
 
-        key = hashlib.sha256(f"{attributes.get('source')}\x00{attributes.get('id')}".encode()).hexdigest()[:32]
+        key = event_key(str(attributes.get("source")), str(attributes.get("id")))
         error_data = attributes.get("knativeerrordata")
         doc = {
             "_id": key, "time": dt.datetime.now(dt.timezone.utc),

@@ -13,17 +13,15 @@ import hashlib
 import random
 from typing import Any
 
+from vllmbench.models.base import as_utc
 from vllmbench.store.mongo import translate
 
 COLLECTION = "processed_events"
 SWEEP_SHARE = 0.001  # one write in a thousand also removes expired entries
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
-def _key(source: str, event_id: str) -> str:
+def event_key(source: str, event_id: str) -> str:
+    """The identity of a CloudEvent: its source and id."""
     return hashlib.sha256(f"{source}\x00{event_id}".encode()).hexdigest()
 
 
@@ -36,15 +34,15 @@ class EventLedger:
         """The stored outcome when (source, id) was processed and has not expired."""
         now = dt.datetime.now(dt.timezone.utc)
         with translate("reading the event ledger"):
-            doc = self._collection.find_one({"_id": _key(source, event_id)})  # _id alone: pushed down by FerretDB
-        if doc is None or _aware(doc["expires_at"]) <= now:
+            doc = self._collection.find_one({"_id": event_key(source, event_id)})  # _id alone: pushed down by FerretDB
+        if doc is None or as_utc(doc["expires_at"]) <= now:
             return None
         return doc
 
     def record(self, source: str, event_id: str, event_type: str, outcome: dict[str, Any]) -> None:
         now = dt.datetime.now(dt.timezone.utc)
         doc = {
-            "_id": _key(source, event_id),
+            "_id": event_key(source, event_id),
             "source": source,
             "id": event_id,
             "type": event_type,

@@ -27,7 +27,7 @@ def translate(action: str = "database call") -> Iterator[None]:
         yield
     except errors.DuplicateKeyError as exc:
         raise Conflict(f"{action}: the document exists already") from exc
-    except (errors.ConnectionFailure, errors.ServerSelectionTimeoutError, errors.NetworkTimeout) as exc:
+    except errors.ConnectionFailure as exc:  # refused, timed out, server selection failed
         raise DependencyUnavailable("mongodb", f"{action} failed: {_short(exc)}") from exc
     except errors.OperationFailure as exc:
         if exc.code in _UNAVAILABLE_CODES:

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from vllmbench.errors import Conflict, NotFound
+from vllmbench.models.base import as_utc
 from vllmbench.models.results import RawInput, StandardizedRecord
 from vllmbench.query import RawQuery, ResultQuery, mongo_filter
 from vllmbench.store.mongo import translate
@@ -36,10 +37,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
 def raw_id(raw: RawInput) -> str:
     """Same content, same id: a raw result posted twice is stored once."""
     canonical = json.dumps(raw.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -60,7 +57,7 @@ class ResultsStore:
             "_id": key, "run_id": raw.run_id, "project": raw.project, "model": raw.model,
             "harness": raw.harness.name, "harness_version": raw.harness.version, "tags": raw.tags,
             "config_commit": raw.config_commit, "started_at": raw.started_at, "ended_at": raw.ended_at,
-            "time": _utc(raw.started_at) if raw.started_at else now, "ingested_at": now,
+            "time": as_utc(raw.started_at) if raw.started_at else now, "ingested_at": now,
             "data_json": json.dumps(raw.data, separators=(",", ":")),
         }
         from pymongo.errors import DuplicateKeyError
@@ -134,7 +131,7 @@ class ResultsStore:
             "_id": record.key(), "run_id": record.run.run_id, "stage": record.run.stage,
             "project": record.run.project, "model": record.scenario.model,
             "harness": record.scenario.harness.name, "tags": record.tags,
-            "time": _utc(record.run.started_at), "ingested_at": _now(), "raw_id": raw_id,
+            "time": as_utc(record.run.started_at), "ingested_at": _now(), "raw_id": raw_id,
             # JSON text, not a sub-document: labels and failure causes may hold keys with
             # dots, which FerretDB refuses; canonical, so equal content compares equal.
             "record_json": json.dumps(record.model_dump(mode="json"), sort_keys=True, separators=(",", ":")),
