@@ -53,6 +53,13 @@ class Unauthorized(UserError):
     code = "unauthorized"
 
 
+class Forbidden(UserError):
+    """Authenticated, but this action is not allowed (a policy or a setting says no)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(UserError):
     status = 404
     code = "not_found"

@@ -91,6 +91,29 @@ class Settings(BaseSettings):
         7 * 24 * 3600, ge=60, validation_alias=_env("VLLMBENCH_EVENT_DEDUPE_TTL_S", "event_dedupe_ttl_s")
     )
 
+    # Workload runtimes (vllmbench/runtimes): where the reconcile engine applies objects.
+    runtime: str = Field("auto", pattern=r"^(auto|kube|local)$", validation_alias=_env("VLLMBENCH_RUNTIME", "runtime"),
+                         description="auto: kube when KUBECONFIG is set or running in a cluster, else local.")
+    kubeconfig: Path | None = Field(None, validation_alias=_env("KUBECONFIG", "kubeconfig"))
+    kubernetes_service_host: str = Field("", validation_alias=_env("KUBERNETES_SERVICE_HOST", "kubernetes_service_host"))
+    workload_namespaces_csv: str = Field(
+        "default,vllmbench-workloads", validation_alias=_env("VLLMBENCH_WORKLOAD_NAMESPACES", "workload_namespaces"),
+        description="Namespaces the deployer may apply to (comma-separated).")
+    local_runtime_dir: Path | None = Field(None, validation_alias=_env("VLLMBENCH_LOCAL_RUNTIME_DIR", "local_runtime_dir"))
+    local_exec: bool = Field(False, validation_alias=_env("VLLMBENCH_LOCAL_EXEC", "local_exec"),
+                             description="Let the local runtime's terminal open a shell on this machine.")
+
+    @property
+    def workload_namespaces(self) -> list[str]:
+        return [part.strip() for part in self.workload_namespaces_csv.split(",") if part.strip()]
+
+    @property
+    def runtime_kind(self) -> str:
+        """The runtime in force: ``kube`` or ``local`` (``auto`` resolved)."""
+        if self.runtime != "auto":
+            return self.runtime
+        return "kube" if self.kubeconfig or self.kubernetes_service_host else "local"
+
     def database_for(self, function: str) -> str:
         """The database a function keeps its data in (``VLLMBENCH_DATABASE`` overrides)."""
         return self.database or FUNCTION_DATABASES.get(function, f"benchmark_{function}")
