@@ -11,7 +11,7 @@ so a typo is an error instead of a silently ignored setting.
 | benchmark | ``projects/<p>/benchmarks/<name>.yaml`` | :class:`BenchmarkSpec` |
 | template | ``projects/<p>/templates/<name>.yaml`` | a mapping |
 | deployment | ``deployments/<ns>/<kind>-<name>.yaml`` | Kubernetes objects (apiVersion, kind, metadata.name) |
-| model_server | ``models/<ns>/<server>.yaml`` | a mapping |
+| model_server | ``models/<ns>/<server>.yaml`` | :class:`vllmbench.models.servers.ModelServerSpec` |
 | schedule | ``schedules/<name>.yaml`` | a mapping |
 | yaml / text | anything else | YAML parses / nothing |
 """
@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from vllmbench.errors import ValidationFailed
 from vllmbench.models.base import Open, Strict
 from vllmbench.models.results import Harness, LoadProfile, Slo
+from vllmbench.models.servers import ModelServerSpec
 
 SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -96,10 +97,10 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "benchmark": BenchmarkSpec,
     "deployment": KubernetesObject,
     "template": Mapping,
-    "model_server": Mapping,
+    "model_server": ModelServerSpec,
     "schedule": Mapping,
 }
-SINGLE_DOCUMENT = {"project", "benchmark"}
+SINGLE_DOCUMENT = {"project", "benchmark", "model_server"}
 
 
 def classify(repo_path: str, *, root: str = "") -> str:
