@@ -80,6 +80,9 @@ class ModelFacts(Strict):
     v_head_dim: int | None = Field(None, ge=1)
     num_experts: int | None = Field(None, ge=1, description="MoE: routed experts.")
     num_experts_per_tok: int | None = Field(None, ge=1)
+    moe_intermediate_size: int | None = Field(None, ge=1)
+    num_shared_experts: int | None = Field(None, ge=0)
+    first_dense_layers: int | None = Field(None, ge=0, description="MoE: leading dense layers (first_k_dense_replace).")
 
     @field_validator("parameters")
     @classmethod
