@@ -7,9 +7,9 @@ suggested, and the cluster's free capacity is part of the answer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
-from vllmbench.models.servers import divisors, parallelism_problem
+from vllmbench.models.servers import ModelFacts, ModelServerSpec, divisors, mig_profile, parallelism_problem
 from vllmbench.placement.fit import View
 from vllmbench.placement.inventory import Node
 from vllmbench.placement.memory import MemoryReport, per_gpu
@@ -36,6 +36,17 @@ def memory_message(report: MemoryReport, product: str, mig: str | None) -> str:
     if report.problem == "max_model_len_above_model":
         return f"max_model_len {report.max_model_len} is above the model's {report.model_max_len}"
     return f"fits on {where}"
+
+
+def smallest_mig_profile(spec: ModelServerSpec, facts: ModelFacts,
+                         profiles: Iterable[tuple[str, int]]) -> tuple[str, MemoryReport] | None:
+    """The MIG profile with the least memory on which the server fits (slices of more compute first on ties)."""
+    ordered = sorted(set(profiles), key=lambda item: (item[1], -(mig_profile(item[0]) or (0, 0))[0], item[0]))
+    for resource, memory in ordered:
+        report = per_gpu(spec, facts, gpu_memory=memory)
+        if report.fits:
+            return resource, report
+    return None
 
 
 def _free_count(view: View, node: Node, mig: str | None, claim: int) -> int:

@@ -40,6 +40,7 @@ class _Plan:
     spec: ModelServerSpec
     key: str
     facts: ModelFacts
+    inventory: Inventory
     steps: list[Step] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     cache: dict[tuple, MemoryReport] = field(default_factory=dict)
@@ -63,7 +64,7 @@ class _Plan:
 
 def plan(spec: ModelServerSpec, *, key: str, facts: ModelFacts, inventory: Inventory,
          running: Sequence[RunningServer] = (), facts_source: str = "catalog") -> Decision:
-    p = _Plan(spec, key, facts)
+    p = _Plan(spec, key, facts, inventory)
     gpus = spec.gpus_per_replica
     mig = spec.gpu_resource_type if mig_profile(spec.gpu_resource_type) else None
 
@@ -108,7 +109,7 @@ def plan(spec: ModelServerSpec, *, key: str, facts: ModelFacts, inventory: Inven
     foreign = sorted({n.product for n in offering if n not in accepted and n.product})
     if foreign and accepted != offering:
         p.conflict("wrong_accelerator", f"nodes with {', '.join(foreign)} are not among the accepted "
-                   f"accelerators {spec.accelerators}")
+                   f"accelerators {spec.accelerators}", "not used: add them to accelerators to allow them")
     base = View(inventory, {key})
     if any(r.key == key for r in running):
         _rolling_update(p, inventory, key, gpus)
@@ -118,9 +119,14 @@ def plan(spec: ModelServerSpec, *, key: str, facts: ModelFacts, inventory: Inven
         slots = _place_all(base, group, spec.replicas, gpus, mig, p.for_node)
         if slots:
             p.step(name, "chosen", f"{label}: {_where(slots)}", nodes_considered=len(group))
+            if index:
+                _resolve(p, f"placed on {label} instead")
             return decide("placed", f"placed on {_where(slots)}", **_placed(p, slots, inventory))
         _memory_conflicts(p, group, mig)
-        p.step(name, "failed", f"{label}: {advice.why_not(p, base, group, gpus, mig)}", nodes_considered=len(group))
+        why = advice.why_not(p, base, group, gpus, mig)
+        if any(p.for_node(n, mig).fits for n in group):
+            p.conflict("no_free_gpus", f"{label}: {why}")
+        p.step(name, "failed", f"{label}: {why}", nodes_considered=len(group))
     if len(groups) <= 1:
         p.step("other_accelerator", "skipped", "no other accelerator is accepted" if spec.accelerators
                else "any accelerator was accepted at the first step")
@@ -136,7 +142,8 @@ def plan(spec: ModelServerSpec, *, key: str, facts: ModelFacts, inventory: Inven
             p.step("shrink", "chosen", f"max_model_len {report.max_model_len}, gpu_memory_utilization "
                    f"{report.gpu_memory_utilization} on {_where(slots)}",
                    max_model_len=report.max_model_len, gpu_memory_utilization=report.gpu_memory_utilization)
-            _resolve(p, "memory_does_not_fit", f"shrunk to max_model_len {report.max_model_len}")
+            _resolve(p, f"shrunk to max_model_len {report.max_model_len}, gpu_memory_utilization "
+                     f"{report.gpu_memory_utilization}")
             return decide("placed", f"placed on {_where(slots)} after shrinking", **_placed(p, slots, inventory))
         p.step("shrink", "failed", "nothing within the spec's shrink limits fits")
 
@@ -149,7 +156,7 @@ def plan(spec: ModelServerSpec, *, key: str, facts: ModelFacts, inventory: Inven
             victims = _victims(slots, inventory, key, spec, running)
             names = ", ".join(f"{v.server} (priority {v.priority})" for v in victims)
             p.step("preempt", "chosen", f"preempting {names}", victims=[v.server for v in victims])
-            _resolve(p, "no_free_gpus", f"preempted {names}")
+            _resolve(p, f"preempted {names}")
             return decide("placed", f"placed on {_where(slots)} by preempting {names}",
                           preempted=victims, **_placed(p, slots, inventory))
         p.step("preempt", "failed", f"no set of servers of priority below {spec.priority} frees enough")
@@ -251,8 +258,14 @@ def _memory_conflicts(p: _Plan, group: list[Node], mig: str | None) -> None:
         if report.fits:
             continue
         kind = "mig_profile_too_small" if mig else "memory_does_not_fit"
-        if not any(c.kind == kind and product in c.message for c in p.conflicts):
-            p.conflict(kind, advice.memory_message(report, product, mig))
+        message = advice.memory_message(report, product, mig)
+        if mig:
+            pools = {(r, pool.memory) for n in p.inventory.nodes.values() for r, pool in n.mig.items()}
+            larger = advice.smallest_mig_profile(p.spec, p.facts, pools)
+            message += f"; the smallest profile here that fits is {larger[0]}" if larger else (
+                "; no MIG profile here fits")
+        if not any(c.kind == kind and c.message == message for c in p.conflicts):
+            p.conflict(kind, message)
 
 
 def _shrinking(p: _Plan) -> ReportFor | None:
@@ -297,9 +310,11 @@ def _claim_priority(inventory: Inventory, holder: str) -> int:
     return 0
 
 
-def _resolve(p: _Plan, kind: str, resolution: str) -> None:
+def _resolve(p: _Plan, resolution: str) -> None:
+    """Mark the capacity and memory conflicts found so far as resolved by the step that placed the server."""
     for i, conflict in enumerate(p.conflicts):
-        if conflict.resolution is None and conflict.kind in (kind, "memory_does_not_fit", "no_free_gpus"):
+        if conflict.resolution is None and conflict.kind in ("no_free_gpus", "memory_does_not_fit",
+                                                             "mig_profile_too_small"):
             p.conflicts[i] = conflict.model_copy(update={"resolution": resolution})
 
 
