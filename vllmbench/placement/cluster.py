@@ -117,21 +117,23 @@ def from_kube(nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]]) -
         holder, priority, placed_at, claim_bytes = _holder(pod)
         for resource, count in sorted(_requests(pod).items()):
             if resource == GPU:
-                _take_gpus(node, holder, count, priority, placed_at, claim_bytes)
+                _take_gpus(inventory, node, holder, count, priority, placed_at, claim_bytes)
             elif resource in node.mig:
-                pool = node.mig[resource]
-                pool.claims.extend(Claim(holder, pool.memory, priority, placed_at) for _ in range(count))
+                for _ in range(count):
+                    inventory.add_claim(node.name, Claim(holder, node.mig[resource].memory, priority, placed_at),
+                                        mig=resource)
     return inventory
 
 
-def _take_gpus(node: Node, holder: str, count: int, priority: int | None, placed_at: float, claim: int) -> None:
+def _take_gpus(inventory: Inventory, node: Node, holder: str, count: int, priority: int | None, placed_at: float,
+               claim: int) -> None:
     """The device plugin does not say which GPU a pod got: the ledger fills them in order."""
     if node.shareable:
         share = claim or (node.gpu_memory // max(_int(node.labels.get(L.GPU_REPLICAS)), 1))
         for _ in range(count):
             gpu = max(node.gpus, key=lambda g: (g.free, -g.index), default=None)
             if gpu is not None:
-                gpu.claims.append(Claim(holder, share, priority, placed_at))
+                inventory.add_claim(node.name, Claim(holder, share, priority, placed_at), gpu=gpu.index)
         return
     for gpu in node.free_gpus()[:count]:
-        gpu.claims.append(Claim(holder, gpu.memory, priority, placed_at))
+        inventory.add_claim(node.name, Claim(holder, gpu.memory, priority, placed_at), gpu=gpu.index)

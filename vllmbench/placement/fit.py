@@ -32,6 +32,8 @@ class View:
     ignoring: set[str] = field(default_factory=set)
     taken: dict[tuple[str, int], int] = field(default_factory=dict)  # (node, gpu) -> bytes taken, -1 whole
     mig_taken: dict[tuple[str, str], int] = field(default_factory=dict)
+    _whole: dict[str, list[int]] = field(default_factory=dict, repr=False)  # per node, until a take there
+    _touched: set[str] | None = field(default=None, repr=False)  # nodes where an ignored holder sits
 
     def with_ignored(self, holders: Iterable[str]) -> "View":
         return View(self.inventory, self.ignoring | set(holders), dict(self.taken), dict(self.mig_taken))
@@ -44,8 +46,19 @@ class View:
         return max(memory - used - taken, 0)
 
     def whole_free(self, node: Node) -> list[int]:
-        return [g.index for g in node.gpus if (node.name, g.index) not in self.taken
-                and all(c.holder in self.ignoring for c in g.claims)]
+        found = self._whole.get(node.name)
+        if found is None:
+            if self._touched is None:
+                self._touched = self.inventory.nodes_of(self.ignoring)
+            ignoring, taken, name = self.ignoring, self.taken, node.name
+            if name in self._touched:
+                found = [g.index for g in node.gpus if all(c.holder in ignoring for c in g.claims)]
+            else:
+                found = node.idle_gpus()
+            if taken:
+                found = [i for i in found if (name, i) not in taken]
+            self._whole[node.name] = found
+        return found
 
     def mig_free(self, node: Node, resource: str) -> int:
         pool = node.mig.get(resource)
@@ -55,6 +68,7 @@ class View:
         return max(pool.allocatable - held - self.mig_taken.get((node.name, resource), 0), 0)
 
     def take(self, slot: Slot) -> None:
+        self._whole.pop(slot.node, None)
         if slot.mig:
             key = (slot.node, slot.mig)
             self.mig_taken[key] = self.mig_taken.get(key, 0) + 1
@@ -93,6 +107,8 @@ def best_slot(view: View, nodes: list[Node], *, gpus: int, mig: str | None, repo
     """Packing: the node left with the least free after this replica, so that whole nodes stay free."""
     best: tuple[tuple, Slot] | None = None
     for node in nodes:
+        if not mig and not node.shareable and len(view.whole_free(node)) < gpus:
+            continue  # cheaper than the memory report
         report = report_for(node, mig)
         if not report.fits:
             continue

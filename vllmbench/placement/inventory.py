@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable
 
-FOREIGN_PRIORITY = None  # holders that are not ours are never preempted
+
+
+@lru_cache(maxsize=4096)
+def _matches(product: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(product, pattern)
 
 
 @dataclass
@@ -29,7 +34,7 @@ class Claim:
         return self.priority is not None
 
 
-@dataclass
+@dataclass(eq=False)
 class Gpu:
     index: int
     memory: int
@@ -44,7 +49,7 @@ class Gpu:
         return max(self.memory - self.used, 0)
 
 
-@dataclass
+@dataclass(eq=False)
 class MigPool:
     """One MIG profile on one node (NVIDIA device plugin, mixed strategy)."""
 
@@ -58,7 +63,7 @@ class MigPool:
         return max(self.allocatable - len(self.claims), 0)
 
 
-@dataclass
+@dataclass(eq=False)
 class Node:
     name: str
     product: str = ""
@@ -68,6 +73,13 @@ class Node:
     shareable: bool = False  # GPUs may be shared by gpu_memory_utilization
     schedulable: bool = True
     unschedulable_reason: str | None = None
+    _idle: list[int] | None = field(default=None, repr=False)  # cache of idle_gpus(), reset by the ledger
+
+    def idle_gpus(self) -> list[int]:
+        """Indices of the GPUs nobody claims (cached until a claim on this node changes)."""
+        if self._idle is None:
+            self._idle = [g.index for g in self.gpus if not g.claims]
+        return self._idle
 
     @property
     def gpu_memory(self) -> int:
@@ -79,10 +91,10 @@ class Node:
 
     def accepts(self, patterns: Iterable[str]) -> bool:
         wanted = list(patterns)
-        return not wanted or any(fnmatch.fnmatchcase(self.product, p) for p in wanted)
+        return not wanted or any(_matches(self.product, p) for p in wanted)
 
     def matches(self, selector: dict[str, str]) -> bool:
-        return all(self.labels.get(k) == v for k, v in selector.items())
+        return not selector or all(self.labels.get(k) == v for k, v in selector.items())
 
 
 @dataclass
@@ -98,31 +110,57 @@ class Holding:
     placed_at: float = 0.0
 
 
-@dataclass
+@dataclass(eq=False)
 class Inventory:
     nodes: dict[str, Node] = field(default_factory=dict)
     source: str = "declared"
+    _where: dict[str, set[str]] | None = field(default=None, repr=False)  # holder -> nodes, built when first needed
 
     def add(self, node: Node) -> None:
         self.nodes[node.name] = node
 
+    def add_claim(self, node: str, claim: Claim, *, gpu: int | None = None, mig: str | None = None) -> None:
+        """The one way claims enter the ledger, so that the index of holders stays right."""
+        target = self.nodes[node]
+        target._idle = None
+        if mig is not None:
+            target.mig[mig].claims.append(claim)
+        else:
+            next(g for g in target.gpus if g.index == gpu).claims.append(claim)
+        if self._where is not None:
+            self._where.setdefault(claim.holder, set()).add(node)
+
     def hold(self, holding: Holding) -> None:
+        """Claim what ``holding`` says; ``bytes_per_gpu`` 0 means whole GPUs."""
         node = self.nodes[holding.node]
-        claim = Claim(holding.holder, holding.bytes_per_gpu, holding.priority, holding.placed_at)
         if holding.mig:
-            pool = node.mig[holding.mig]
-            pool.claims.append(Claim(holding.holder, pool.memory, holding.priority, holding.placed_at))
+            claim = Claim(holding.holder, node.mig[holding.mig].memory, holding.priority, holding.placed_at)
+            self.add_claim(holding.node, claim, mig=holding.mig)
             return
-        by_index = {g.index: g for g in node.gpus}
+        memory = {g.index: g.memory for g in node.gpus}
         for index in holding.gpus:
-            gpu = by_index[index]
-            gpu.claims.append(Claim(claim.holder, min(holding.bytes_per_gpu, gpu.memory) or gpu.memory,
-                                    claim.priority, claim.placed_at))
+            size = min(holding.bytes_per_gpu, memory[index]) or memory[index]
+            self.add_claim(holding.node, Claim(holding.holder, size, holding.priority, holding.placed_at), gpu=index)
+
+    def nodes_of(self, holders: Iterable[str]) -> set[str]:
+        index = self._index()
+        return {n for h in holders for n in index.get(h, ())}
+
+    def _index(self) -> dict[str, set[str]]:
+        if self._where is None:
+            where: dict[str, set[str]] = {}
+            for node in self.nodes.values():
+                for claim in [c for g in node.gpus for c in g.claims] + [c for m in node.mig.values() for c in m.claims]:
+                    where.setdefault(claim.holder, set()).add(node.name)
+            self._where = where
+        return self._where
 
     def release(self, holder: str) -> int:
         """Drop every claim of ``holder``; answers how many GPUs or slices it held."""
         freed = 0
-        for node in self.nodes.values():
+        for name in self._index().pop(holder, set()):
+            node = self.nodes[name]
+            node._idle = None
             for gpu in node.gpus:
                 before = len(gpu.claims)
                 gpu.claims = [c for c in gpu.claims if c.holder != holder]
@@ -135,15 +173,7 @@ class Inventory:
 
     def holders(self) -> dict[str, list[str]]:
         """Each holder and the nodes it sits on."""
-        found: dict[str, set[str]] = {}
-        for node in self.nodes.values():
-            for gpu in node.gpus:
-                for claim in gpu.claims:
-                    found.setdefault(claim.holder, set()).add(node.name)
-            for pool in node.mig.values():
-                for claim in pool.claims:
-                    found.setdefault(claim.holder, set()).add(node.name)
-        return {k: sorted(v) for k, v in found.items()}
+        return {k: sorted(v) for k, v in self._index().items() if v}
 
     def copy(self) -> "Inventory":
         nodes = {}
@@ -153,7 +183,8 @@ class Inventory:
                 schedulable=node.schedulable, unschedulable_reason=node.unschedulable_reason,
                 gpus=[Gpu(g.index, g.memory, list(g.claims)) for g in node.gpus],
                 mig={r: MigPool(p.resource, p.allocatable, p.memory, list(p.claims)) for r, p in node.mig.items()})
-        return Inventory(nodes, self.source)
+        where = {k: set(v) for k, v in self._where.items()} if self._where is not None else None
+        return Inventory(nodes, self.source, where)
 
     def summary(self) -> dict[str, object]:
         """What ``GET /inventory`` shows: per node, its GPUs, what is free and who holds the rest."""

@@ -44,6 +44,7 @@ class _Plan:
     steps: list[Step] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     cache: dict[tuple, MemoryReport] = field(default_factory=dict)
+    by_node: dict[tuple[str, str | None], MemoryReport] = field(default_factory=dict)
 
     def step(self, step: str, outcome: str, message: str, **numbers: Any) -> None:
         self.steps.append(Step(step=step, outcome=outcome, message=message, numbers=numbers))  # type: ignore[arg-type]
@@ -59,7 +60,11 @@ class _Plan:
         return self.cache[key]
 
     def for_node(self, node: Node, mig: str | None) -> MemoryReport:
-        return self.report(node.mig[mig].memory if mig else node.gpu_memory, node.product)
+        found = self.by_node.get((node.name, mig))
+        if found is None:
+            found = self.report(node.mig[mig].memory if mig else node.gpu_memory, node.product)
+            self.by_node[(node.name, mig)] = found
+        return found
 
 
 def plan(spec: ModelServerSpec, *, key: str, facts: ModelFacts, inventory: Inventory,
@@ -106,8 +111,9 @@ def plan(spec: ModelServerSpec, *, key: str, facts: ModelFacts, inventory: Inven
         p.conflict("too_many_gpus_for_one_node", f"needs {gpus} GPUs on one node; the largest node has {largest}")
     groups = _accelerator_groups(spec, offering)
     accepted = [n for _, group in groups for n in group]
-    foreign = sorted({n.product for n in offering if n not in accepted and n.product})
-    if foreign and accepted != offering:
+    accepted_names = {n.name for n in accepted}
+    foreign = sorted({n.product for n in offering if n.name not in accepted_names and n.product})
+    if foreign:
         p.conflict("wrong_accelerator", f"nodes with {', '.join(foreign)} are not among the accepted "
                    f"accelerators {spec.accelerators}", "not used: add them to accelerators to allow them")
     base = View(inventory, {key})
