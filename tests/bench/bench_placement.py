@@ -3,8 +3,8 @@
 The cluster: 120 nodes of 8 x H100 80GB, 60 of 8 x A100 80GB, 20 of 4 x L4 (1,520 GPUs),
 built from Kubernetes-shaped node and pod objects as the API returns them. The servers:
 a seeded mix of the catalog's models at TP 1-8, priorities 0-100, some pinned to an
-accelerator, some allowed to shrink, about 1,600 GPUs asked for in all (so some wait,
-and some decisions preempt). Prints:
+accelerator, some allowed to shrink, about 2,200 GPUs asked for in all (so about a
+quarter wait). Prints:
 - the inventory built from the objects (200 nodes, the pods of the placed servers);
 - a full re-plan of all 1,000 servers (by priority, each decision applied to the next);
 - one decision on the loaded cluster: a server that fits (after every tenth placed server was
