@@ -20,19 +20,7 @@ from vllmbench.placement.decision import Conflict, Decision, ReplicaPlacement, S
 from vllmbench.placement.fit import ReportFor, Slot, View, best_slot, preempting_slot
 from vllmbench.placement.inventory import Holding, Inventory, Node
 from vllmbench.placement.memory import MemoryReport, per_gpu
-from vllmbench.placement.profiles import GIB, profile_for
-
-
-@dataclass(frozen=True)
-class RunningServer:
-    """A server the caller knows is placed (from the store): enough to reuse or preempt it."""
-
-    key: str
-    identity: dict[str, Any]
-    priority: int = 0
-    ready: bool = False
-    phase: str = "starting"
-    placed_at: float = 0.0
+from vllmbench.placement.reuse import RunningServer, reuse, rolling_update
 
 
 @dataclass
@@ -87,7 +75,7 @@ def plan(spec: ModelServerSpec, *, key: str, facts: ModelFacts, inventory: Inven
     p.step("validate", "chosen", f"{gpus} {spec.gpu_resource_type} per replica x {spec.replicas} replicas",
            gpus_per_replica=gpus, replicas=spec.replicas, schedulable_nodes=len(nodes))
 
-    reused = _reuse(p, running)
+    reused = reuse(p, running)
     if reused is not None:
         return reused
     if spec.replicas == 0:
@@ -118,7 +106,7 @@ def plan(spec: ModelServerSpec, *, key: str, facts: ModelFacts, inventory: Inven
                    f"accelerators {spec.accelerators}", "not used: add them to accelerators to allow them")
     base = View(inventory, {key})
     if any(r.key == key for r in running):
-        _rolling_update(p, inventory, key, gpus)
+        rolling_update(p, inventory, key, gpus)
 
     for index, (label, group) in enumerate(groups):
         name = "place" if index == 0 else "other_accelerator"
@@ -222,41 +210,6 @@ def _where(slots: list[Slot]) -> str:
     return ", ".join(f"{s.node}[{','.join(map(str, s.gpus)) or s.mig}]" for s in slots)
 
 
-def _reuse(p: _Plan, running: Sequence[RunningServer]) -> Decision | None:
-    identity = p.spec.identity()
-    same = next((r for r in running if r.key == p.key), None)
-    if same is not None and same.identity == identity:
-        p.conflict("duplicate_server", f"{p.key} is already placed with this spec ({same.phase})",
-                   "nothing changes: the running server stays")
-        p.step("reuse", "chosen", f"{p.key} already runs this spec ({same.phase})")
-        return Decision(server=p.key, outcome="unchanged", reason=f"already placed ({same.phase})", steps=p.steps,
-                        conflicts=p.conflicts, gpu_memory_utilization=p.spec.gpu_memory_utilization,
-                        priority=p.spec.priority)
-    twins = [r for r in running if r.key != p.key and r.identity == identity]
-    healthy = next((r for r in sorted(twins, key=lambda r: r.key) if r.ready), None)
-    if healthy is not None:
-        p.step("reuse", "chosen", f"{healthy.key} is identical (model, revision, dtype, quantization, TP/PP, "
-               "max_model_len, KV dtype, image, args) and ready: it serves this one too", reused=healthy.key)
-        return Decision(server=p.key, outcome="reused", reason=f"reusing {healthy.key}", reused=healthy.key,
-                        steps=p.steps, conflicts=p.conflicts, gpu_memory_utilization=p.spec.gpu_memory_utilization,
-                        priority=p.spec.priority)
-    for twin in twins:
-        p.conflict("identical_server_not_ready", f"{twin.key} is identical but {twin.phase}",
-                   "not reused: this server is placed on its own")
-    p.step("reuse", "skipped", "no identical healthy server runs" + (
-        f" ({len(twins)} identical, none ready)" if twins else ""))
-    return None
-
-
-def _rolling_update(p: _Plan, inventory: Inventory, key: str, gpus: int) -> None:
-    nodes = inventory.holders().get(key, [])
-    full = [n for n in nodes if len(inventory.nodes[n].free_gpus()) < gpus]
-    if full:
-        p.conflict("rolling_update_deadlock", f"{key} changes while it holds the GPUs of {', '.join(full)}: a "
-                   "rolling update's new pod would wait forever for them",
-                   "rendered with strategy Recreate: the old pods stop before the new ones start")
-
-
 def _memory_conflicts(p: _Plan, group: list[Node], mig: str | None) -> None:
     products = {(n.mig[mig].memory if mig else n.gpu_memory, n.product) for n in group}
     for memory, product in sorted(products):
@@ -339,4 +292,4 @@ def apply(inventory: Inventory, decision: Decision, *, placed_at: float = 0.0) -
                                decision.priority, placed_at))
 
 
-__all__ = ["GIB", "RunningServer", "apply", "plan", "profile_for"]
+__all__ = ["RunningServer", "apply", "plan"]
