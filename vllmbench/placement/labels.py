@@ -9,6 +9,7 @@ SERVER_NAMESPACE = "vllmbench.dev/server-namespace"
 PRIORITY = "vllmbench.dev/priority"
 CLAIM_BYTES = "vllmbench.dev/gpu-claim-bytes"  # bytes per GPU when sharing, absent for whole GPUs
 IDENTITY = "vllmbench.dev/identity"  # a hash of ModelServerSpec.identity()
+GPU_INDICES = "vllmbench.dev/gpu-indices"  # "0,1": the local runtime's CUDA_VISIBLE_DEVICES for a single replica
 PLACED_AT = "vllmbench.dev/placed-at"  # unix seconds, for picking the most recent victims first
 GPU_PRODUCT = "nvidia.com/gpu.product"
 GPU_MEMORY = "nvidia.com/gpu.memory"  # MiB

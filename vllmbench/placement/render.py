@@ -76,6 +76,8 @@ def render(spec: ModelServerSpec, decision: Decision | None, *, name: str, names
         first = decision.replicas[0] if decision.replicas else None
         if first and first.bytes_per_gpu:
             notes[L.CLAIM_BYTES] = str(first.bytes_per_gpu)
+        if len(decision.replicas) == 1 and decision.replicas[0].gpus:
+            notes[L.GPU_INDICES] = ",".join(map(str, decision.replicas[0].gpus))
         nodes = sorted({r.node for r in decision.replicas})
         if nodes:
             pod["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {

@@ -82,6 +82,7 @@ def test_a_shared_gpu_records_its_claim_and_a_cpu_server_asks_for_no_gpu() -> No
     deployment, _ = render(shared, decision, name="opt", namespace="vllm")
     notes = deployment["spec"]["template"]["metadata"]["annotations"]
     assert int(notes[L.CLAIM_BYTES]) == decision.replicas[0].bytes_per_gpu > 0
+    assert notes[L.GPU_INDICES] == "0"  # the local runtime's CUDA_VISIBLE_DEVICES
     cpu = ModelServerSpec(model_name="facebook/opt-125m", gpu_resource_type="cpu", max_model_len=2048)
     deployment, _ = render(cpu, planned(cpu, local.simulated()), name="opt", namespace="vllm")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
