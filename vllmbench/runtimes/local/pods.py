@@ -237,6 +237,10 @@ def collect(rt: "LocalRuntime", pod: dict[str, Any]) -> bool:
         proc = c.get("_proc")
         if proc and same_process(*proc):  # left behind by a shim that died: never orphaned
             signal_group(proc[0], signal.SIGKILL)
+    pid = read_pid(pod_dir / "shim.pid")
+    if is_ours(pid, SHIM, pod_dir):  # done with the pod, finishing its last look or waiting for a next one
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     rt.store.remove(rt.kind_of(*POD), meta["namespace"], meta["name"])
     rt.store.wipe(pod_dir)
     _status_cache.pop(str(pod_dir / "status.json"), None)

@@ -1,0 +1,141 @@
+"""Jobs of the vllmbench image run as local processes: completion, failure, indexes, deadlines, logs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+
+from vllmbench.runtimes.base import ObjectRef
+from vllmbench.runtimes.local import LocalRuntime
+
+from .conftest import condition, job, python_job, wait_for
+
+
+def finished(rt: LocalRuntime, ref: ObjectRef, *, timeout_s: float = 60.0) -> dict:
+    return wait_for(lambda: (lambda j: j if condition(j, "Complete") or condition(j, "Failed") else None)(
+        rt.get(ref)), timeout_s=timeout_s, what=f"{ref} finished")
+
+
+def test_a_vllmbench_job_runs_as_a_process_and_completes(rt: LocalRuntime) -> None:
+    manifest = job("help", ["simulate", "--help"])
+    created = rt.apply(manifest, field_manager="m")
+    assert created["status"]["active"] == 1 and created["status"]["startTime"]
+    done = finished(rt, ObjectRef.of(manifest))
+    assert condition(done, "Complete")["reason"] == "CompletionsReached"
+    assert condition(done, "SuccessCriteriaMet")
+    assert done["status"]["succeeded"] == 1 and "active" not in done["status"] and done["status"]["completionTime"]
+    [pod] = rt.pods("t", {"job-name": "help"})
+    assert pod["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "help"
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == done["metadata"]["uid"]
+    assert pod["status"]["phase"] == "Succeeded"
+    state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert state["exitCode"] == 0 and state["reason"] == "Completed" and state["startedAt"] and state["finishedAt"]
+    assert any("Serve an OpenAI-compatible vLLM simulator" in line for line in rt.logs("t", pod["metadata"]["name"]))
+    reasons = [e["reason"] for e in rt.events("t", kind="Job", name="help")]
+    assert reasons == ["SuccessfulCreate", "Completed"]
+    pod_reasons = [e["reason"] for e in rt.events("t", kind="Pod", name=pod["metadata"]["name"])]
+    assert pod_reasons[:2] == ["Scheduled", "Started"]
+
+
+def test_a_failing_job_is_failed_with_the_reason_and_its_last_lines(rt: LocalRuntime) -> None:
+    manifest = python_job("boom", "import sys; print('loading the dataset'); print('no such dataset: x'); sys.exit(3)")
+    rt.apply(manifest, field_manager="m")
+    done = finished(rt, ObjectRef.of(manifest))
+    failed = condition(done, "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+    assert failed["message"] == "Job has reached the specified backoff limit"
+    assert condition(done, "FailureTarget") and done["status"]["failed"] == 1
+    [pod] = rt.pods("t", {"job-name": "boom"})
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
+    assert pod["status"]["phase"] == "Failed"
+    assert list(rt.logs("t", pod["metadata"]["name"], tail_lines=1)) == ["no such dataset: x"]
+    assert [e["reason"] for e in rt.events("t", kind="Job", name="boom")][-1] == "BackoffLimitExceeded"
+
+
+def test_an_indexed_job_runs_each_index_once_with_its_env(rt: LocalRuntime) -> None:
+    code = "import os; print('index', os.environ['JOB_COMPLETION_INDEX'], os.environ['HOSTNAME'])"
+    manifest = python_job("slices", code, completions=3, parallelism=2, completionMode="Indexed")
+    rt.apply(manifest, field_manager="m")
+    done = finished(rt, ObjectRef.of(manifest))
+    assert condition(done, "Complete") and done["status"]["completedIndexes"] == "0-2"
+    assert done["status"]["succeeded"] == 3
+    found = rt.pods("t", {"job-name": "slices"})
+    by_index = {p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]: p for p in found}
+    assert sorted(by_index) == ["0", "1", "2"]
+    for index, pod in by_index.items():
+        assert pod["metadata"]["name"].startswith(f"slices-{index}-")
+        assert pod["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == index
+        assert list(rt.logs("t", pod["metadata"]["name"])) == [f"index {index} {pod['metadata']['name']}"]
+
+
+def test_active_deadline_stops_the_job_with_deadline_exceeded(rt: LocalRuntime) -> None:
+    manifest = python_job("slow", "import time; print('working', flush=True); time.sleep(120)",
+                          activeDeadlineSeconds=2, backoffLimit=3)
+    started = time.monotonic()
+    rt.apply(manifest, field_manager="m")
+    # nobody reads meanwhile: the pod's shim looks in on its Job at the deadline
+    time.sleep(4)
+    done = finished(rt, ObjectRef.of(manifest), timeout_s=30)
+    assert condition(done, "Failed")["reason"] == "DeadlineExceeded"
+    assert condition(done, "Failed")["message"] == "Job was active longer than specified deadline"
+    assert time.monotonic() - started < 30
+    wait_for(lambda: not [p for p in rt.pods("t", {"job-name": "slow"})
+                          if p["status"]["phase"] == "Running"], what="the job's pod stopped")
+
+
+def test_a_followed_log_streams_while_the_job_writes_and_ends_with_it(rt: LocalRuntime) -> None:
+    code = "import time\nfor i in range(6):\n    print('line', i, flush=True)\n    time.sleep(0.3)"
+    manifest = python_job("chatty", code)
+    rt.apply(manifest, field_manager="m")
+    pod = wait_for(lambda: rt.pods("t", {"job-name": "chatty"}), what="the pod")[0]["metadata"]["name"]
+    arrivals = []
+    for line in rt.logs("t", pod, follow=True):
+        arrivals.append((time.monotonic(), line))
+    assert [line for _, line in arrivals] == [f"line {i}" for i in range(6)]
+    gaps = [b - a for (a, _), (b, _) in zip(arrivals, arrivals[1:])]
+    assert min(gaps) > 0.1, f"lines came in one burst, not as written: {gaps}"
+    assert condition(finished(rt, ObjectRef.of(manifest)), "Complete")
+    stamped = list(rt.logs("t", pod, timestamps=True, tail_lines=2))
+    assert stamped[-1].endswith(" line 5") and stamped[-1][:4].isdigit() and "Z " in stamped[-1]
+    assert list(rt.logs("t", pod, since_seconds=3600))[0] == "line 0"
+
+
+def test_close_ends_a_followed_log_at_once(rt: LocalRuntime) -> None:
+    manifest = python_job("quiet", "import time; print('hello', flush=True); time.sleep(60)")
+    rt.apply(manifest, field_manager="m")
+    pod = wait_for(lambda: rt.pods("t", {"job-name": "quiet"}), what="the pod")[0]["metadata"]["name"]
+    stream = rt.logs("t", pod, follow=True)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(stream))
+    reader.start()
+    wait_for(lambda: seen, what="the first line")
+    closed_at = time.monotonic()
+    stream.close()
+    reader.join(5)
+    assert not reader.is_alive() and time.monotonic() - closed_at < 1.0
+    assert seen == ["hello"]
+    assert rt.delete(ObjectRef.of(manifest), wait_s=20)
+    assert rt.get(ObjectRef.of(manifest)) is None and rt.pods("t", {"job-name": "quiet"}) == []
+
+
+def test_a_job_runs_the_load_generator_against_a_simulator_through_its_service(rt: LocalRuntime) -> None:
+    from .conftest import service, sim_deployment
+
+    rt.apply(service(), field_manager="m")
+    rt.apply(sim_deployment(), field_manager="m")
+    wait_for(lambda: rt.get(ObjectRef("apps/v1", "Deployment", "t", "sim"))["status"].get("availableReplicas"),
+             what="the simulator available")
+    bench = job("bench", ["run", "--url", "http://$(SIM_SERVICE_HOST):$(SIM_SERVICE_PORT)", "--rate", "5",
+                          "--duration", "2", "--input-len", "16", "--output-len", "8", "--quiet"])
+    rt.apply(bench, field_manager="m")
+    done = finished(rt, ObjectRef.of(bench), timeout_s=90)
+    [pod] = rt.pods("t", {"job-name": "bench"})
+    lines = list(rt.logs("t", pod["metadata"]["name"]))
+    assert condition(done, "Complete"), lines[-20:]
+    url = rt.service_url("t", "sim", 80)
+    with urllib.request.urlopen(f"{url}/_sim/requests", timeout=10) as answer:
+        served = json.loads(answer.read())["requests"]
+    assert len(served) >= 8 and all(r["outcome"] == "ok" for r in served), served[:3]
