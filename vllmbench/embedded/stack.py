@@ -41,6 +41,7 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
     ferretdb: FerretDB | None = None
     broker: Any = None
+    runtime: Any = None  # the local workload runtime, when no cluster is configured
     _lock_file: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -50,6 +51,7 @@ class Stack:
         try:
             self._check_ports()
             url = self._start_database()
+            self._boot_runtime()
             repo_url = self._ensure_git_remote()
             self._start_functions(url, repo_url)
             self._start_broker()
@@ -67,6 +69,9 @@ class Stack:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+        if self.runtime is not None:
+            self.runtime.shutdown()  # workloads stop, their state stays for the next start
+            self.runtime = None
         if self.ferretdb is not None:
             self.ferretdb.stop()
             self.ferretdb = None
@@ -116,6 +121,24 @@ class Stack:
         self.ferretdb.start()
         self._say(f"database     {self.ferretdb.url} (FerretDB, SQLite files in {self.data_dir / 'ferretdb'})")
         return self.ferretdb.url
+
+    def _boot_runtime(self) -> None:
+        """The local workload runtime (docs/local-runtime.md): its pods and Services found again or restarted."""
+        from vllmbench.runtimes import local_root
+        from vllmbench.settings import load_settings
+
+        settings = load_settings(data_dir=self.data_dir)
+        if settings.runtime_kind != "local":
+            self._say("workloads    on the cluster of KUBECONFIG (kube runtime)")
+            return
+        from vllmbench.runtimes.local import LocalRuntime
+
+        self.runtime = LocalRuntime(local_root(settings), exec_enabled=settings.local_exec)
+        report = self.runtime.boot()
+        self._say(f"workloads    {self.runtime.root} (local runtime: {report['pods_running']} pods running, "
+                  f"{report['pods_restarted']} restarted, {report['forwarders_restarted']} Service ports reopened)")
+        for problem in report.get("problems", []):
+            self._say(f"workloads    {problem}")
 
     def _ensure_git_remote(self) -> str:
         configured = os.environ.get("GITOPS_REPO_URL")

@@ -139,3 +139,41 @@ def test_a_job_runs_the_load_generator_against_a_simulator_through_its_service(r
     with urllib.request.urlopen(f"{url}/_sim/requests", timeout=10) as answer:
         served = json.loads(answer.read())["requests"]
     assert len(served) >= 8 and all(r["outcome"] == "ok" for r in served), served[:3]
+
+
+def test_a_container_over_its_memory_limit_is_oom_killed(rt: LocalRuntime) -> None:
+    manifest = python_job("hungry", "import time; block = bytearray(300 * 2**20); block[::4096] = b'x' * "
+                          "len(block[::4096]); print('allocated', flush=True); time.sleep(30)")
+    manifest["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"memory": "100Mi"}}
+    rt.apply(manifest, field_manager="m")
+    done = finished(rt, ObjectRef.of(manifest))
+    assert condition(done, "Failed")["reason"] == "BackoffLimitExceeded"
+    [pod] = rt.pods("t", {"job-name": "hungry"})
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
+    assert "limits.memory 100 MiB" in terminated["message"]
+
+
+def test_a_failed_pod_is_replaced_after_the_back_off_with_nobody_reading(rt: LocalRuntime) -> None:
+    manifest = python_job("flaky", "raise SystemExit(1)", backoffLimit=1)
+    started = time.monotonic()
+    rt.apply(manifest, field_manager="m")
+    # no reads for a while: the failed pod's shim stays to start the next one when the back-off (10 s) is over
+    time.sleep(13)
+    names = sorted(p["metadata"]["name"] for p in rt.store.list(rt.kind_of("v1", "Pod"), "t"))
+    assert len(names) == 2, names
+    done = finished(rt, ObjectRef.of(manifest))
+    assert condition(done, "Failed")["reason"] == "BackoffLimitExceeded" and done["status"]["failed"] == 2
+    assert time.monotonic() - started < 40
+
+
+def test_on_failure_restarts_count_toward_the_backoff_limit(rt: LocalRuntime) -> None:
+    manifest = python_job("restarts", "raise SystemExit(1)", backoffLimit=1, restart="OnFailure")
+    rt.apply(manifest, field_manager="m")
+    done = finished(rt, ObjectRef.of(manifest))
+    assert condition(done, "Failed")["reason"] == "BackoffLimitExceeded"
+    # restarted in place until the restarts passed the limit; then, as the API does, the pod was deleted
+    assert done["status"]["failed"] == 1
+    assert [e["reason"] for e in rt.events("t", kind="Job", name="restarts")] == [
+        "SuccessfulCreate", "SuccessfulDelete", "BackoffLimitExceeded"]
+    wait_for(lambda: rt.pods("t", {"job-name": "restarts"}) == [], what="the pod removed")

@@ -30,6 +30,24 @@ REFRESH_S = 0.5
 HIGH_WATER = 4 * 2**20
 
 
+_files: dict[Path, tuple[tuple[int, int], Any]] = {}
+
+
+def _read(path: Path) -> Any:
+    """A JSON file, parsed again only when it was replaced (the refresh runs twice a second)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        _files.pop(path, None)
+        return None
+    key = (st.st_ino, st.st_mtime_ns)
+    hit = _files.get(path)
+    if hit is None or hit[0] != key:
+        hit = (key, read_json(path))
+        _files[path] = hit
+    return hit[1]
+
+
 def endpoints(root: Path, config: dict[str, Any]) -> dict[int, list[int]]:
     """Service port -> host ports of the ready pods behind it."""
     namespace, selector = config["namespace"], config.get("selector") or {}
@@ -42,16 +60,16 @@ def endpoints(root: Path, config: dict[str, Any]) -> dict[int, list[int]]:
     except FileNotFoundError:
         return out
     for file_name in names:
-        pod = read_json(objects / file_name)
+        pod = _read(objects / file_name)
         if not pod or pod["metadata"].get("deletionTimestamp"):
             continue
         labels = pod["metadata"].get("labels") or {}
         if any(labels.get(k) != v for k, v in selector.items()):
             continue
         pod_dir = root / "pods" / namespace / pod["metadata"]["name"]
-        status = read_json(pod_dir / "status.json") or {}
+        status = _read(pod_dir / "status.json") or {}
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-        plan = read_json(pod_dir / "plan.json") if ready else None
+        plan = _read(pod_dir / "plan.json") if ready else None
         if not plan:
             continue
         host_ports = {}

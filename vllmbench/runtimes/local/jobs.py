@@ -140,8 +140,8 @@ def decide(job: dict[str, Any], pods: list[dict[str, Any]], now: float) -> Plan:
 
     def fail(reason: str, message: str) -> None:
         conditions.extend([_condition("FailureTarget", reason, message, now), _condition("Failed", reason, message, now)])
-        plan.events.append((reason, message, "Warning"))
         stop_all(count_failed=True)
+        plan.events.append((reason, message, "Warning"))
 
     if len(failed) + restarts > spec.get("backoffLimit", 6):
         fail("BackoffLimitExceeded", "Job has reached the specified backoff limit")

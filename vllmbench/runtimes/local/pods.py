@@ -171,9 +171,14 @@ def launch(rt: "LocalRuntime", pod: dict[str, Any], *, kick_at: list[float] | No
         rt.store.put(pod)
     with contextlib.suppress(FileNotFoundError):
         (pod_dir / "stop").unlink()
-    if (raw_status(pod_dir) or {}).get("_blocked"):
+    status = raw_status(pod_dir) or {}
+    if status.get("_blocked"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pod_dir / "status.json")  # the shim starts from a clean status, not from "cannot run"
+    elif status.get("_exited"):
+        # The new shim reads the old status for its counts; without the end marks, nobody
+        # takes this pod for one without a shim while the new one starts.
+        write_json(pod_dir / "status.json", {k: v for k, v in status.items() if k not in ("_exited", "_stopped")})
     (pod_dir / "launched").write_text(str(time.time()))
     spawn_detached(SHIM, pod_dir, log=pod_dir / "shim.log")
 
@@ -196,7 +201,7 @@ def revive(rt: "LocalRuntime", pod: dict[str, Any], *, force: bool = False) -> b
         launched = float((pod_dir / "launched").read_text())
     except (OSError, ValueError):
         launched = 0.0
-    if not force and status.get("_stopped") != "shutdown" and time.time() - launched < RELAUNCH_AFTER_S:
+    if not force and time.time() - launched < RELAUNCH_AFTER_S:
         return False
     launch(rt, pod)
     return True

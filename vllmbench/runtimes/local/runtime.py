@@ -323,10 +323,11 @@ class LocalRuntime:
             return None
         return controllers.sync(self, live)[2]
 
-    def boot(self) -> dict[str, int]:
+    def boot(self) -> dict[str, Any]:
         """Find every pod's shim and Service's forwarder again, start those that are gone."""
         (self.root / "stopped").unlink(missing_ok=True)
         found = restarted = forwarders = 0
+        problems: list[str] = []
         pod_kind = self.kind_of(*pods.POD)
         with self.store.lock():
             for namespace in self.store.namespaces(pod_kind):
@@ -343,9 +344,17 @@ class LocalRuntime:
             svc_kind = self.kind_of("v1", "Service")
             for svc in self.store.list(svc_kind, None):
                 alive = services.forwarder_alive(self, svc["metadata"]["namespace"], svc["metadata"]["name"])
-                services.ensure(self, svc)
+                try:
+                    services.ensure(self, svc)
+                except OSError as exc:  # one Service's port must not keep the rest from running
+                    problems.append(str(exc))
+                    continue
                 forwarders += not alive
-        return {"pods_running": found, "pods_restarted": restarted, "forwarders_restarted": forwarders}
+        report: dict[str, Any] = {"pods_running": found, "pods_restarted": restarted,
+                                  "forwarders_restarted": forwarders}
+        if problems:
+            report["problems"] = problems
+        return report
 
     def shutdown(self, timeout_s: float = 60.0) -> dict[str, int]:
         """Stop every shim (their containers within their grace periods) and forwarder; keep the state."""
