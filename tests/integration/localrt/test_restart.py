@@ -125,3 +125,23 @@ def test_boot_restarts_a_pod_whose_shim_died_and_stops_what_it_left(rt: LocalRun
     assert status["lastState"]["terminated"]["reason"] == "ContainerStatusUnknown"
     simulators = [p for p in processes_under(root) if "simulate" in " ".join(p.info["cmdline"] or [])]
     assert len(simulators) == 1
+
+
+def test_a_service_port_taken_while_the_stack_was_down_moves_and_says_so(rt: LocalRuntime) -> None:
+    import socket
+
+    rt.apply(service(), field_manager="m")
+    old = rt.service_url("t", "sim", 80)
+    rt.shutdown()
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        squatter.bind(("127.0.0.1", int(old.rsplit(":", 1)[1])))
+        squatter.listen()
+        assert "problems" not in rt.boot()
+        new = rt.service_url("t", "sim", 80)
+        assert new != old
+        [moved] = [e for e in rt.events("t", kind="Service", name="sim") if e["reason"] == "PortChanged"]
+        assert old.rsplit(":", 1)[1] in moved["message"] and new.rsplit(":", 1)[1] in moved["message"]
+    finally:
+        squatter.close()

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from vllmbench.runtimes.local.procs import parse_time
 
@@ -121,3 +122,36 @@ class EmptyLogStream:
 
     def close(self) -> None:
         pass
+
+
+def container_log(pod_dir: Path, container: str, *, tail_lines: int | None, since_seconds: int | None,
+                  follow: bool, timestamps: bool) -> FileLogStream | EmptyLogStream:
+    """The log of ``container`` in a pod's folder; a follow keeps to the run that is on (or starts next)."""
+    from vllmbench.runtimes.local.pods import raw_status
+
+    def current() -> tuple[dict[str, Any], dict[str, Any]]:
+        status = raw_status(pod_dir) or {}
+        found = [c for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+                 if c["name"] == container]
+        return status, (found[0].get("state") or {}) if found else {}
+
+    followed: dict[str, str | None] = {"startedAt": None}
+
+    def started() -> bool:
+        status, state = current()
+        if "running" in state:
+            followed["startedAt"] = state["running"]["startedAt"]
+            return True
+        waiting = (state.get("waiting") or {}).get("reason")
+        ended = status.get("_exited") or status.get("_blocked") or not pod_dir.exists()
+        return bool(ended or "terminated" in state or waiting not in (None, "ContainerCreating", "PodInitializing"))
+
+    def running() -> bool:
+        state = current()[1]
+        return "running" in state and state["running"]["startedAt"] == followed["startedAt"]
+
+    path = pod_dir / "logs" / f"{container}.log"
+    if not follow and not path.exists():
+        return EmptyLogStream()
+    return FileLogStream(path, tail_lines=tail_lines, since_seconds=since_seconds, follow=follow,
+                         timestamps=timestamps, running=running, started=started)

@@ -16,7 +16,6 @@ the reason; a missing ConfigMap is CreateContainerConfigError and retried, as by
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import shutil
@@ -27,25 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vllmbench.runtimes.local import images
+from vllmbench.runtimes.local import images, volumes
+from vllmbench.runtimes.local.volumes import CONFIG_ERROR, NOT_SUPPORTED, Blocked
 
-NOT_SUPPORTED = "NotSupportedLocally"
 NOT_RUNNABLE = "ImageNotRunnableLocally"
-CONFIG_ERROR = "CreateContainerConfigError"
 CLUSTER_HINT = "run it on a cluster instead (set KUBECONFIG)"
 VOLUMES = ("configMap", "emptyDir", "persistentVolumeClaim")
 HOST_ENV = ("LANG", "LC_ALL", "TZ")
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-
-
-class Blocked(Exception):
-    """The pod cannot start: (reason, message) as a waiting container shows them."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass
@@ -156,7 +145,7 @@ def plan(pod: dict[str, Any], pod_dir: Path, sources: Sources, *, previous: dict
     if blocked:
         raise blocked
     meta = pod["metadata"]
-    mounts = _volumes(pod, pod_dir, sources)
+    mounts = volumes.materialize(pod, pod_dir, sources.configmap)
     old_ports = {c["name"]: c.get("ports", {}) for c in (previous or {}).get("containers", [])}
     base = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
             "HOME": str(pod_dir), "HOSTNAME": meta["name"], "PYTHONUNBUFFERED": "1"}
@@ -175,13 +164,13 @@ def plan(pod: dict[str, Any], pod_dir: Path, sources: Sources, *, previous: dict
             env["PORT"] = str(ports[str(c["ports"][0]["containerPort"])])
         for item in c.get("env") or []:
             env[item["name"]] = _env_value(item, pod, env, sources)
-        env = {k: _remap(v, mounts) for k, v in env.items()}
+        env = {k: volumes.remap(v, mounts) for k, v in env.items()}
         command = [expand(w, env) for w in c.get("command") or []] or None
         args = [expand(w, env) for w in c.get("args") or []] or None
         found = images.program(c["image"], command, args, ports=[int(p) for p in ports])
         if isinstance(found, str):
             raise Blocked(NOT_RUNNABLE, f"container {c['name']!r}: {found}")
-        argv = [_remap(w, mounts) for w in found.argv]
+        argv = [volumes.remap(w, mounts) for w in found.argv]
         if found.listen_port is not None:
             key = str(found.listen_port)
             ports.setdefault(key, old_ports.get(c["name"], {}).get(key) or free_port())
@@ -251,64 +240,6 @@ def _env_value(item: dict[str, Any], pod: dict[str, Any], env: dict[str, str], s
     if path not in values:
         raise Blocked(NOT_SUPPORTED, f"env {item['name']}: fieldRef {path} is not supported locally")
     return values[path]
-
-
-def _volumes(pod: dict[str, Any], pod_dir: Path, sources: Sources) -> list[tuple[str, str]]:
-    """Materialize the volumes in ``<pod dir>/.volumes/<name>`` and each mount at its path made
-    relative; returns (mount path, local path), longest first, for rewriting arguments."""
-    spec = pod.get("spec") or {}
-    store = pod_dir / ".volumes"
-    for volume in spec.get("volumes") or []:
-        target = store / volume["name"]
-        if "persistentVolumeClaim" in volume:
-            claim = pod_dir.parents[2] / "volumes" / pod["metadata"]["namespace"] / volume["persistentVolumeClaim"][
-                "claimName"]
-            claim.mkdir(parents=True, exist_ok=True)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.is_symlink():
-                target.symlink_to(claim)
-            continue
-        target.mkdir(parents=True, exist_ok=True)
-        if "configMap" in volume:
-            _configmap_files(volume, target, sources)
-    mounts = []
-    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-        for mount in c.get("volumeMounts") or []:
-            local = pod_dir / mount["mountPath"].strip("/")
-            source = store / mount["name"] / mount.get("subPath", "")
-            if not (store / mount["name"]).exists():
-                raise Blocked(NOT_SUPPORTED, f"volumeMount {mount['name']!r} names no volume of the pod")
-            local.parent.mkdir(parents=True, exist_ok=True)
-            if not local.is_symlink() and not local.exists():
-                local.symlink_to(source)
-            mounts.append((mount["mountPath"].rstrip("/") or "/", str(local)))
-    return sorted(set(mounts), key=lambda m: -len(m[0]))
-
-
-def _configmap_files(volume: dict[str, Any], target: Path, sources: Sources) -> None:
-    ref = volume["configMap"]
-    cm = sources.configmap(ref.get("name", ""))
-    if cm is None:
-        if ref.get("optional"):
-            return
-        raise Blocked(CONFIG_ERROR, f'configmap "{ref.get("name")}" not found')
-    files = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
-    files.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
-    items = ref.get("items") or [{"key": k, "path": k} for k in files]
-    for item in items:
-        if item["key"] not in files:
-            raise Blocked(CONFIG_ERROR, f'configmap "{ref.get("name")}" has no key {item["key"]}')
-        path = target / item.get("path", item["key"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(files[item["key"]])
-        path.chmod(item.get("mode", ref.get("defaultMode", 0o644)) & 0o777)
-
-
-def _remap(text: str, mounts: list[tuple[str, str]]) -> str:
-    for mount, local in mounts:
-        if text == mount or text.startswith(mount + "/"):
-            return local + text[len(mount):]
-    return text
 
 
 def _probe(probe: dict[str, Any] | None, ports: dict[str, int], names: dict[str, str], env: dict[str, str],

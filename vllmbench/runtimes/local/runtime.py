@@ -17,11 +17,10 @@ from typing import Any
 
 from vllmbench.errors import Conflict, DependencyUnavailable, Forbidden, NotFound, ValidationFailed
 from vllmbench.runtimes.base import ExecChannel, Kind, LogStream, ObjectRef
-from vllmbench.runtimes.local import controllers, events, images, objects, podspec, pods, services
+from vllmbench.runtimes.local import controllers, events, images, lifecycle, objects, podspec, pods, services
 from vllmbench.runtimes.local.controllers import CONTROLLED
-from vllmbench.runtimes.local.logs import EmptyLogStream, FileLogStream
-from vllmbench.runtimes.local.procs import is_ours, read_json, read_pid, wait_gone
-from vllmbench.runtimes.local.shim import MODULE as SHIM
+from vllmbench.runtimes.local.logs import container_log
+from vllmbench.runtimes.local.procs import read_json
 from vllmbench.runtimes.local.store import Store, kind_for
 
 STORED_ONLY = {
@@ -237,36 +236,9 @@ class LocalRuntime:
 
     def logs(self, namespace: str, pod: str, *, container: str | None = None, tail_lines: int | None = None,
              since_seconds: int | None = None, follow: bool = False, timestamps: bool = False) -> LogStream:
-        obj, name = self._container(namespace, pod, container)
-        pod_dir = pods.folder(self, namespace, pod)
-
-        def current() -> dict[str, Any]:
-            status = pods.raw_status(pod_dir) or {}
-            found = [c for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
-                     if c["name"] == name]
-            return {"status": status, "container": found[0] if found else {}}
-
-        followed: dict[str, str | None] = {"startedAt": None}
-
-        def started() -> bool:
-            now = current()
-            state = now["container"].get("state") or {}
-            if "running" in state:
-                followed["startedAt"] = state["running"]["startedAt"]
-                return True
-            waiting = (state.get("waiting") or {}).get("reason")
-            ended = now["status"].get("_exited") or now["status"].get("_blocked") or not pod_dir.exists()
-            return bool(ended or "terminated" in state or waiting not in (None, "ContainerCreating", "PodInitializing"))
-
-        def running() -> bool:
-            state = current()["container"].get("state") or {}
-            return "running" in state and state["running"]["startedAt"] == followed["startedAt"]
-
-        path = pod_dir / "logs" / f"{name}.log"
-        if not follow and not path.exists():
-            return EmptyLogStream()
-        return FileLogStream(path, tail_lines=tail_lines, since_seconds=since_seconds, follow=follow,
-                             timestamps=timestamps, running=running, started=started)
+        _, name = self._container(namespace, pod, container)
+        return container_log(pods.folder(self, namespace, pod), name, tail_lines=tail_lines,
+                             since_seconds=since_seconds, follow=follow, timestamps=timestamps)
 
     def exec(self, namespace: str, pod: str, *, container: str | None = None, command: Sequence[str],
              tty: bool = True) -> ExecChannel:
@@ -324,56 +296,9 @@ class LocalRuntime:
         return controllers.sync(self, live)[2]
 
     def boot(self) -> dict[str, Any]:
-        """Find every pod's shim and Service's forwarder again, start those that are gone."""
-        (self.root / "stopped").unlink(missing_ok=True)
-        found = restarted = forwarders = 0
-        problems: list[str] = []
-        pod_kind = self.kind_of(*pods.POD)
-        with self.store.lock():
-            for namespace in self.store.namespaces(pod_kind):
-                for pod in self.store.list(pod_kind, namespace):
-                    pod = pods.with_status(self, pod)
-                    state = pods.shim_state(self, pod)
-                    found += state == "running"
-                    if controllers.needs_tending(self, pod) or state == "lost":
-                        restarted += controllers.tend(self, pod, force=True) == "revived"
-            for kind_name in CONTROLLED:
-                kind = self.kind_of("apps/v1" if kind_name == "Deployment" else "batch/v1", kind_name)
-                for obj in self.store.list(kind, None):
-                    controllers.sync(self, obj)
-            svc_kind = self.kind_of("v1", "Service")
-            for svc in self.store.list(svc_kind, None):
-                alive = services.forwarder_alive(self, svc["metadata"]["namespace"], svc["metadata"]["name"])
-                try:
-                    services.ensure(self, svc)
-                except OSError as exc:  # one Service's port must not keep the rest from running
-                    problems.append(str(exc))
-                    continue
-                forwarders += not alive
-        report: dict[str, Any] = {"pods_running": found, "pods_restarted": restarted,
-                                  "forwarders_restarted": forwarders}
-        if problems:
-            report["problems"] = problems
-        return report
+        """Find every pod's shim and Service's forwarder again, start those that are gone (see :mod:`.lifecycle`)."""
+        return lifecycle.boot(self)
 
     def shutdown(self, timeout_s: float = 60.0) -> dict[str, int]:
         """Stop every shim (their containers within their grace periods) and forwarder; keep the state."""
-        pod_kind = self.kind_of(*pods.POD)
-        with self.store.lock():
-            (self.root / "stopped").parent.mkdir(parents=True, exist_ok=True)
-            (self.root / "stopped").write_text(str(time.time()))
-            shims = []
-            for namespace in self.store.namespaces(pod_kind):
-                for pod in self.store.list(pod_kind, namespace):
-                    pod_dir = pods.folder(self, namespace, pod["metadata"]["name"])
-                    pid = read_pid(pod_dir / "shim.pid")
-                    if is_ours(pid, SHIM, pod_dir):
-                        pods.terminate(self, pod, why="delete" if pod["metadata"].get("deletionTimestamp")
-                                       else "shutdown")
-                        shims.append(pid)
-        deadline = time.monotonic() + timeout_s
-        stopped_shims = sum(wait_gone(pid, max(0.0, deadline - time.monotonic())) for pid in shims)
-        svc_kind = self.kind_of("v1", "Service")
-        for svc in self.store.list(svc_kind, None):
-            services.stop(self, svc["metadata"]["namespace"], svc["metadata"]["name"], keep_ports=True)
-        return {"shims_stopped": stopped_shims, "shims_left": len(shims) - stopped_shims}
+        return lifecycle.shutdown(self, timeout_s=timeout_s)

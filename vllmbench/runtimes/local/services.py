@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllmbench.errors import NotFound
+from vllmbench.runtimes.local import events
 from vllmbench.runtimes.local.forwarder import MODULE as FORWARDER
 from vllmbench.runtimes.local.procs import is_ours, read_json, read_pid, spawn_detached, stop_pid, write_json
 
@@ -89,9 +90,14 @@ def ensure(rt: "LocalRuntime", svc: dict[str, Any]) -> list[dict[str, Any]]:
         stop(rt, meta["namespace"], meta["name"])
         return []
     ports = allocate(rt, svc)
+    previous = read_json(svc_dir / "config.json") or {}
+    had = {p["port"]: p["hostPort"] for p in previous.get("ports") or []}
+    for port in ports:
+        if port["port"] in had and had[port["port"]] != port["hostPort"]:
+            events.record(rt.root, svc, "PortChanged", f"port {port['port']} moved from 127.0.0.1:{had[port['port']]} "
+                          f"to 127.0.0.1:{port['hostPort']}: another program held the old one", type_="Warning")
     config = {"namespace": meta["namespace"], "name": meta["name"], "selector": spec.get("selector") or {},
               "ports": ports}
-    previous = read_json(svc_dir / "config.json") or {}
     write_json(svc_dir / "config.json", config)
     listening = sorted(p["hostPort"] for p in previous.get("ports") or [])
     if forwarder_alive(rt, meta["namespace"], meta["name"]) and listening == sorted(p["hostPort"] for p in ports):
