@@ -125,9 +125,12 @@ def spawn_detached(module: str, folder: Path, *, log: Path) -> int:
     pid_file = folder / f"{module.rpartition('.')[2]}.pid"
     with contextlib.suppress(FileNotFoundError):
         pid_file.unlink()
+    # Only what Python needs: the starting process's environment holds database URLs and tokens.
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH") if k in os.environ}
     with open(log, "ab") as out:
         first = subprocess.Popen([sys.executable, "-m", module, str(folder)], stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, env=env,
+                                 cwd=folder)
     code = first.wait(30)
     if code != 0:
         raise OSError(f"python -m {module} {folder} exited with status {code} while detaching; see {log}")
