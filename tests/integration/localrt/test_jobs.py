@@ -185,3 +185,21 @@ def test_on_failure_restarts_count_toward_the_backoff_limit(rt: LocalRuntime) ->
     assert [e["reason"] for e in rt.events("t", kind="Job", name="restarts")] == [
         "SuccessfulCreate", "SuccessfulDelete", "BackoffLimitExceeded"]
     wait_for(lambda: rt.pods("t", {"job-name": "restarts"}) == [], what="the pod removed")
+
+
+def test_init_containers_run_first_and_share_an_empty_dir(rt: LocalRuntime) -> None:
+    manifest = python_job("init", "import sys; print(open(sys.argv[1]).read())")
+    manifest["spec"]["template"]["spec"]["containers"][0]["command"].append("/work/ready.txt")
+    manifest["spec"]["template"]["spec"]["volumes"] = [{"name": "work", "emptyDir": {}}]
+    manifest["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "work", "mountPath": "/work"}]
+    manifest["spec"]["template"]["spec"]["initContainers"] = [{
+        "name": "prepare", "image": "vllmbench", "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+        "command": ["python", "-c", "import sys, time; time.sleep(0.5); open(sys.argv[1], 'w').write('prepared')",
+                    "/work/ready.txt"]}]
+    rt.apply(manifest, field_manager="m")
+    done = finished(rt, ObjectRef.of(manifest))
+    assert condition(done, "Complete")
+    [pod] = rt.pods("t", {"job-name": "init"})
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert condition(pod, "Initialized")
+    assert list(rt.logs("t", pod["metadata"]["name"], container="main")) == ["prepared"]

@@ -9,11 +9,9 @@ container first moves the last run's log to ``<container>.previous.log``.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -233,6 +231,9 @@ class Container:
                 socket.create_connection(("127.0.0.1", probe["port"]), timeout=timeout).close()
                 return True, ""
             if probe["kind"] == "http":
+                import http.client  # here, not at the top: only pods with HTTP probes pay for it
+                import ssl
+
                 conn: http.client.HTTPConnection
                 if probe["scheme"] == "https":
                     conn = http.client.HTTPSConnection("127.0.0.1", probe["port"], timeout=timeout,

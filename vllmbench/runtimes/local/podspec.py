@@ -159,18 +159,19 @@ def plan(pod: dict[str, Any], pod_dir: Path, sources: Sources, *, previous: dict
             ports[str(p["containerPort"])] = kept if kept and _bindable(kept) else free_port()
         names = {p["name"]: str(p["containerPort"]) for p in c.get("ports") or [] if p.get("name")}
         env = dict(base)
-        env.update(_env_from(c, sources))
+        # Mount paths are rewritten in what the manifest wrote (its env, command and args), never in
+        # the paths of this machine (PATH, the Python that runs the container).
+        env.update({k: volumes.remap(v, mounts) for k, v in _env_from(c, sources).items()})
         if c.get("ports") and images.image_family(c["image"]) == "vllmbench":
             env["PORT"] = str(ports[str(c["ports"][0]["containerPort"])])
         for item in c.get("env") or []:
-            env[item["name"]] = _env_value(item, pod, env, sources)
-        env = {k: volumes.remap(v, mounts) for k, v in env.items()}
-        command = [expand(w, env) for w in c.get("command") or []] or None
-        args = [expand(w, env) for w in c.get("args") or []] or None
+            env[item["name"]] = volumes.remap(_env_value(item, pod, env, sources), mounts)
+        command = [volumes.remap(expand(w, env), mounts) for w in c.get("command") or []] or None
+        args = [volumes.remap(expand(w, env), mounts) for w in c.get("args") or []] or None
         found = images.program(c["image"], command, args, ports=[int(p) for p in ports])
         if isinstance(found, str):
             raise Blocked(NOT_RUNNABLE, f"container {c['name']!r}: {found}")
-        argv = [volumes.remap(w, mounts) for w in found.argv]
+        argv = found.argv
         if found.listen_port is not None:
             key = str(found.listen_port)
             ports.setdefault(key, old_ports.get(c["name"], {}).get(key) or free_port())
