@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vllmbench.runtimes.local.procs import detach, read_json, write_json
+from vllmbench.runtimes.local.procs import detached_main, read_json, write_json
 
 MODULE = "vllmbench.runtimes.local.forwarder"
 REFRESH_S = 0.5
@@ -204,11 +204,9 @@ class Forwarder:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(f"usage: python -m {MODULE} <service dir>", file=sys.stderr)
+    service_dir = detached_main(argv, MODULE)
+    if service_dir is None:
         return 2
-    service_dir = Path(argv[0]).resolve()
-    detach(service_dir, "forwarder")
     try:
         import uvloop
 

@@ -145,6 +145,16 @@ def detach(folder: Path, name: str) -> None:
         os._exit(0)
 
 
+def detached_main(argv: list[str], module: str) -> Path | None:
+    """The folder of ``python -m <module> <folder>``, once detached (see spawn_detached); None on bad usage."""
+    if len(argv) != 1:
+        print(f"usage: python -m {module} <folder>", file=sys.stderr)
+        return None
+    folder = Path(argv[0]).resolve()
+    detach(folder, module.rpartition(".")[2])
+    return folder
+
+
 def write_pid(path: Path, pid: int) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(str(pid))

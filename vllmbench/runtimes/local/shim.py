@@ -27,7 +27,7 @@ from typing import Any
 
 from vllmbench.runtimes.local import events
 from vllmbench.runtimes.local.containers import Container
-from vllmbench.runtimes.local.procs import detach, read_json, rfc3339, same_process, signal_group, write_json
+from vllmbench.runtimes.local.procs import detached_main, read_json, rfc3339, same_process, signal_group, write_json
 
 MODULE = "vllmbench.runtimes.local.shim"
 LINGER_S = 600.0
@@ -258,11 +258,9 @@ class Shim:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(f"usage: python -m {MODULE} <pod dir>", file=sys.stderr)
+    pod_dir = detached_main(argv, MODULE)
+    if pod_dir is None:
         return 2
-    pod_dir = Path(argv[0]).resolve()
-    detach(pod_dir, "shim")
     Shim(pod_dir).run()
     return 0
 
