@@ -77,3 +77,20 @@ def _problem(path: str, exc: yaml.MarkedYAMLError) -> YamlProblem:
     if mark is None:
         return YamlProblem(path, None, None, problem)
     return YamlProblem(path, mark.line + 1, mark.column + 1, problem)
+
+
+def documents_with_lines(text: str, *, path: str) -> list[tuple[Any, int]]:
+    """Every non-empty document of ``text`` with the line (from 1) where it starts, so that a
+    problem found later in a document can still be named as ``path:line``."""
+    parse_documents(text, path=path)  # the same errors, named the same way
+    loader = _Loader(text)
+    found = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            document = loader.construct_document(node)
+            if document is not None:
+                found.append((document, node.start_mark.line + 1))
+    finally:
+        loader.dispose()
+    return found
