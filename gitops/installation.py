@@ -30,9 +30,14 @@ class Folder:
     skipped: dict[str, str]
 
 
+def repository_url(settings: Any) -> str:
+    """``GITOPS_REPO_URL``, or the embedded stack's local bare repository."""
+    return settings.gitops_repo_url or str(Path(settings.data_dir) / "gitops.git")
+
+
 def open_repository(settings: Any) -> GitRepository:
     """The installation repository's bare cache (no I/O until used)."""
-    url = settings.gitops_repo_url or str(Path(settings.data_dir) / "gitops.git")
+    url = repository_url(settings)
     if not settings.gitops_repo_url and not (Path(url) / "HEAD").exists():
         raise DependencyUnavailable("git", "no configuration repository: set GITOPS_REPO_URL "
                                     "(make run creates a local one)")

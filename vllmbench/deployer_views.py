@@ -21,10 +21,49 @@ def _object_view(doc: dict[str, Any]) -> dict[str, Any]:
             "pods": health.get("pods") or [], "updated_at": doc.get("updated_at")}
 
 
+def live_health(runtime: Runtime, docs: list[dict[str, Any]], *, owner: str) -> dict[str, dict[str, Any]]:
+    """Health of recorded objects as they are now (one listing per kind and namespace, one pod
+    listing per namespace): what ``GET /objects`` shows rather than the state at the last reconcile."""
+    from vllmbench.reconcile.engine import pods_of
+    from vllmbench.reconcile.health import health
+    from vllmbench.reconcile.objects import owner_labels
+    from vllmbench.runtimes.base import KINDS
+
+    labels = owner_labels(owner)
+    live: dict[str, dict[str, Any]] = {}
+    for api_version, kind_name, namespace in sorted({(d["api_version"], d["kind"], d["namespace"]) for d in docs}):
+        kind = KINDS.get((api_version, kind_name))
+        if kind is None:
+            continue
+        for obj in runtime.list(kind, namespace=namespace or None, labels=labels):
+            live[f"{kind_name} {namespace}/{obj['metadata']['name']}"] = obj
+    pods = {ns: runtime.pods(ns, labels) for ns in sorted({d["namespace"] for d in docs if d["namespace"]})}
+    found = {}
+    for doc in docs:
+        name = f"{doc['kind']} {doc['namespace']}/{doc['name']}"
+        if doc.get("op") == "conflict":
+            continue
+        obj = live.get(name)
+        state = health(obj, pods=pods_of(obj, pods.get(doc["namespace"], [])),
+                       unsupported=runtime.unsupported(obj) if obj else None)
+        found[name] = state.to_dict()
+    return found
+
+
 def objects_view(db: Any, *, owner: str, namespace: str | None = None, kind: str | None = None,
-                 state: str | None = None) -> dict[str, Any]:
+                 state: str | None = None, runtime: Runtime | None = None) -> dict[str, Any]:
     store = ReconcileStore(db, owner)
-    views = [_object_view(doc) for doc in store.objects().values()]
+    docs = list(store.objects().values())
+    if runtime is not None:
+        try:
+            current = live_health(runtime, docs, owner=owner)
+        except RetryableError:
+            current = {}  # the runtime is away: what the last reconcile saw
+        for doc in docs:
+            name = f"{doc['kind']} {doc['namespace']}/{doc['name']}"
+            if name in current:
+                doc["health"] = current[name]
+    views = [_object_view(doc) for doc in docs]
     views = [v for v in views if (not namespace or v["namespace"] == namespace) and (not kind or v["kind"] == kind)
              and (not state or v["state"] == state)]
     views.sort(key=lambda v: (v["namespace"], v["kind"], v["name"]))
@@ -38,6 +77,13 @@ def deployment_view(db: Any, request: dict[str, Any], *, runtime: Runtime | None
     """A deploy request with each of its objects' recorded status (and live events when asked)."""
     store = ReconcileStore(db, owner)
     recorded = {f"{d['kind']} {d['namespace']}/{d['name']}": d for d in store.objects().values()}
+    if runtime is not None:
+        wanted = [d for name, d in recorded.items() if name in set(request.get("objects") or [])]
+        try:
+            for name, state in live_health(runtime, wanted, owner=owner).items():
+                recorded[name]["health"] = state
+        except RetryableError:
+            pass
     objects = []
     for name in request.get("objects") or []:
         doc = recorded.get(name)

@@ -85,8 +85,10 @@ def _event(event: dict[str, Any]) -> dict[str, Any]:
             "count": event.get("count"), "time": event.get("lastTimestamp") or event.get("eventTime")}
 
 
-def log_lines(runtime: Runtime, namespaces: list[str], name: str, query: Any) -> Iterator[bytes]:
-    """Find the job now (so a wrong name is a 404 before streaming starts); stream its lines."""
+def log_lines(runtime: Runtime, namespaces: list[str], name: str, query: Any,
+              client_gone: Any = lambda: False) -> Iterator[bytes]:
+    """Find the job now (so a wrong name is a 404 before streaming starts); stream its lines.
+    ``client_gone()`` is asked now and then while following: a client that left ends the stream."""
     job = find_job(runtime, namespaces, name, query.namespace)
     pods = job_pods(runtime, job)
     if query.pod is not None:
@@ -95,7 +97,7 @@ def log_lines(runtime: Runtime, namespaces: list[str], name: str, query: Any) ->
             raise NotFound(f"job {name!r} has no pod {query.pod!r}")
     if not query.follow:
         return _static(runtime, job, pods, query)
-    return _follow(runtime, job, query)
+    return _follow(runtime, job, query, client_gone)
 
 
 def _static(runtime: Runtime, job: dict[str, Any], pods: list[dict[str, Any]], query: Any) -> Iterator[bytes]:
@@ -121,7 +123,7 @@ def _started(pod: dict[str, Any]) -> bool:
                or (s.get("lastState") or {}).get("terminated") for s in statuses)
 
 
-def _follow(runtime: Runtime, job: dict[str, Any], query: Any) -> Iterator[bytes]:
+def _follow(runtime: Runtime, job: dict[str, Any], query: Any, client_gone: Any) -> Iterator[bytes]:
     """Lines of every pod of the job as they come, new pods included, until the job has ended
     and every stream is drained. A client that goes away ends it at the next line."""
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
@@ -161,6 +163,8 @@ def _follow(runtime: Runtime, job: dict[str, Any], query: Any) -> Iterator[bytes
             while True:
                 now = time.monotonic()
                 if now >= next_poll:
+                    if client_gone():
+                        return
                     current = runtime.get(ObjectRef("batch/v1", "Job", namespace, name))
                     before = len(streams)
                     open_new(job_pods(runtime, current or job))

@@ -114,15 +114,24 @@ def reconcile_run(ctx: Context, run_id: str) -> Any:
 
 def _announce(ctx: Context, commit: str) -> None:
     """Tell the others (the Manager syncs) that the configuration repository moved."""
-    data = {"repository": ctx.settings.gitops_repo_url or "local", "branch": ctx.settings.gitops_branch,
-            "after": commit, "aliases": []}
+    from gitops.installation import repository_url
+
+    data = {"repository": repository_url(ctx.settings), "branch": ctx.settings.gitops_branch, "after": commit,
+            "aliases": []}
     ctx.emit(GITOPS_PUSHED, data, subject=ctx.settings.gitops_branch, id=f"deployer-{commit}")
 
 
-@app.event(GITOPS_PUSHED)
+@app.event(GITOPS_PUSHED, data="vllmbench.models.projects:PushedData")
 def on_pushed(ctx: Context, event: Any, data: Any) -> Any:
-    """A push to the configuration repository: reconcile its head."""
+    """A push to the configuration repository: reconcile its head (pushes to other repositories are ignored)."""
     from gitops import deploying
+    from gitops.installation import repository_url
+    from gitops.webhook import normalize_repo_url
+
+    ours = normalize_repo_url(repository_url(ctx.settings))
+    pushed = {normalize_repo_url(url) for url in [data.repository, *data.aliases]}
+    if ours not in pushed or data.branch != ctx.settings.gitops_branch:
+        return {"ignored": f"not the configuration repository's branch {ctx.settings.gitops_branch}"}
 
     outcome = deploying.reconcile_head(ctx.settings, ctx.db, _runtime(ctx), trigger="pushed", lease_wait_s=20)
     return {"run_id": outcome["run_id"], "commit": outcome["commit"], "counts": outcome["counts"]}
@@ -165,10 +174,11 @@ def get_deployment(ctx: Context, deployment_id: str) -> Any:
 
 @app.route("GET", "/objects", query=f"{MODELS}:ObjectQuery", tag="deploy")
 def list_objects(ctx: Context, query: ObjectQuery) -> Any:
-    """Every object an owner manages (whoever committed it), with its source file and health."""
+    """Every object an owner manages (whoever committed it), with its source file and live health."""
     from vllmbench.deployer_views import objects_view
 
-    return objects_view(ctx.db, owner=query.owner, namespace=query.namespace, kind=query.kind, state=query.state)
+    return objects_view(ctx.db, owner=query.owner, namespace=query.namespace, kind=query.kind, state=query.state,
+                        runtime=_runtime(ctx))
 
 
 # -- jobs -------------------------------------------------------------------------------
@@ -187,8 +197,11 @@ def job_logs(ctx: Context, job_name: str, query: LogQuery) -> Any:
     import flask
 
     from vllmbench.jobs import log_lines
+    from vllmbench.web.stream import client_gone
 
-    lines = log_lines(_runtime(ctx), ctx.settings.workload_namespaces, job_name, query)
+    environ = ctx.request.environ
+    lines = log_lines(_runtime(ctx), ctx.settings.workload_namespaces, job_name, query,
+                      client_gone=lambda: client_gone(environ))
     return Reply(flask.Response(lines, mimetype="text/plain", headers={"X-Accel-Buffering": "no",
                                                                       "Cache-Control": "no-store"}))
 

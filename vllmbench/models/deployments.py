@@ -11,6 +11,7 @@ from vllmbench.models.base import Strict
 NAMESPACE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 SHELLS = ("/bin/sh", "/bin/bash", "/bin/ash", "sh", "bash")
+Shell = Literal["/bin/sh", "/bin/bash", "/bin/ash", "sh", "bash"]
 
 
 class DeployBody(Strict):
@@ -57,7 +58,7 @@ class TerminalCreate(Strict):
     namespace: str | None = Field(None, pattern=NAMESPACE)
     pod_name: str | None = Field(None, pattern=NAME)
     container_name: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-    shell: str = Field("/bin/sh", description="One of " + ", ".join(SHELLS))
+    shell: Shell = Field("/bin/sh", description="The shell to start.")
     cols: int = Field(80, ge=10, le=1000)
     rows: int = Field(24, ge=5, le=500)
 
@@ -66,6 +67,6 @@ class JobTerminal(Strict):
     namespace: str | None = Field(None, pattern=NAMESPACE)
     pod_name: str | None = Field(None, pattern=NAME)
     container_name: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-    shell: str = "/bin/sh"
+    shell: Shell = "/bin/sh"
     cols: int = Field(80, ge=10, le=1000)
     rows: int = Field(24, ge=5, le=500)

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllmbench.errors import RetryableError, UserError, ValidationFailed
+from vllmbench.errors import Forbidden, RetryableError, UserError, ValidationFailed
 from vllmbench.logs import get_logger, info
 from vllmbench.reconcile.drift import same_live
 from vllmbench.reconcile.health import Health, health
@@ -121,11 +121,16 @@ class Reconciler:
                 for d in desired]
 
     def _inventory(self) -> list[dict[str, Any]]:
+        """What carries our labels. A namespace we may not read is skipped (its objects then fail to
+        apply one by one, each with the API's reason; nothing there is pruned)."""
         labels = owner_labels(self.owner, self.partition)
         found: list[dict[str, Any]] = []
         for kind in self.kinds:
             for namespace in self.namespaces if kind.namespaced else [None]:
-                found += self.runtime.list(kind, namespace=namespace, labels=labels)
+                try:
+                    found += self.runtime.list(kind, namespace=namespace, labels=labels)
+                except Forbidden as exc:
+                    log.warning("cannot list %s in %s: %s", kind.plural, namespace, exc.message)
         return found
 
     def _foreign(self, marked: list[dict[str, Any]], inventory: list[dict[str, Any]]) -> dict[ObjectRef, dict[str, Any]]:
@@ -135,7 +140,10 @@ class Reconciler:
         for obj in marked:
             ref = ObjectRef.of(obj)
             if ref not in ours:
-                live = self.runtime.get(ref)
+                try:
+                    live = self.runtime.get(ref)
+                except Forbidden:
+                    continue  # the apply will say it is forbidden
                 if live is not None:
                     foreign[ref] = live
         return foreign
@@ -195,10 +203,15 @@ class Reconciler:
         """Health of every object now in Git: its live state, its pods, their reasons."""
         refs = [a.ref for a in outcome.plan.actions if a.op not in ("prune", "conflict")]
         labels = owner_labels(self.owner, self.partition)
-        pods_by_ns = {ns: self.runtime.pods(ns, labels) for ns in sorted({r.namespace for r in refs if r.namespace})}
+        pods_by_ns: dict[str, list[dict[str, Any]]] = {}
+        for ns in sorted({r.namespace for r in refs if r.namespace}):
+            try:
+                pods_by_ns[ns] = self.runtime.pods(ns, labels)
+            except Forbidden:
+                pods_by_ns[ns] = []
         for ref in refs:
             live = outcome.live.get(ref)
-            pods = _pods_of(live, pods_by_ns.get(ref.namespace, []))
+            pods = pods_of(live, pods_by_ns.get(ref.namespace, []))
             result = health(live, pods=pods, unsupported=self.runtime.unsupported(live) if live else None)
             if result.state in ("failed", "pending") and pods:
                 result = health(live, pods=pods, logs=self._last_lines(ref.namespace, pods),
@@ -244,7 +257,7 @@ class Reconciler:
         self.store.trim()
 
 
-def _pods_of(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def pods_of(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not obj or obj.get("kind") not in _POD_OWNERS:
         return []
     name = obj["metadata"]["name"]

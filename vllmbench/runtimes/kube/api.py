@@ -97,6 +97,13 @@ def translate(status: int, body: Any, what: str) -> VllmbenchError:
     """The project's error for an API answer ``status`` with a Status ``body``."""
     detail = _status(body)
     message = scrub(detail.get("message") or f"HTTP {status}")[:600]
+    if status == 500 and "failed to create typed patch object" in message:
+        # Server-side apply answers 500 for a manifest its schema cannot hold (an unknown or
+        # misspelt field, a wrong type): the object is wrong, not the server.
+        field = message.rsplit("): ", 1)[-1]
+        return ValidationFailed(f"{what}: {field}", details=[{"loc": field.split(":")[0].lstrip("."),
+                                                              "msg": field, "type": "schema",
+                                                              "expected": "a field the kind's schema declares"}])
     if status == 404:
         return NotFound(f"{what}: {message}")
     if status == 409:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from typing import Any
 from urllib.parse import quote
@@ -12,6 +13,20 @@ from urllib.parse import quote
 from vllmbench.errors import DependencyUnavailable, UserError
 
 STDOUT, STDERR, ERROR, RESIZE = 1, 2, 3, 4
+
+
+def exit_code(status: dict[str, Any]) -> int:
+    """The exit code in an exec's final Status: a kubelet names it in a cause of reason
+    ExitCode; some runtimes (kwok) only say "exit status N" in the message."""
+    if not status or status.get("status") == "Success":
+        return 0
+    causes = (status.get("details") or {}).get("causes") or []
+    for cause in causes:
+        if cause.get("reason") == "ExitCode":
+            with contextlib.suppress(TypeError, ValueError):
+                return int(cause.get("message"))
+    found = re.search(r"exit (?:status|code) (\d+)", status.get("message") or "")
+    return int(found.group(1)) if found else 1
 
 
 class KubeExec:
@@ -78,14 +93,7 @@ class KubeExec:
             status = json.loads(raw) if raw else {}
         except ValueError:
             status = {}
-        if status.get("status") == "Success" or not status:
-            self._exit = 0
-        else:
-            causes = (status.get("details") or {}).get("causes") or [{}]
-            try:
-                self._exit = int(causes[0].get("message"))
-            except (TypeError, ValueError):
-                self._exit = 1
+        self._exit = exit_code(status)
 
     def resize(self, cols: int, rows: int) -> None:
         with self._lock:
