@@ -81,8 +81,8 @@ def _problem(path: str, exc: yaml.MarkedYAMLError) -> YamlProblem:
 
 def documents_with_lines(text: str, *, path: str) -> list[tuple[Any, int]]:
     """Every non-empty document of ``text`` with the line (from 1) where it starts, so that a
-    problem found later in a document can still be named as ``path:line``."""
-    parse_documents(text, path=path)  # the same errors, named the same way
+    problem found later in a document can still be named as ``path:line``. One parse; the
+    errors are those of :func:`parse_documents`."""
     loader = _Loader(text)
     found = []
     try:
@@ -91,6 +91,12 @@ def documents_with_lines(text: str, *, path: str) -> list[tuple[Any, int]]:
             document = loader.construct_document(node)
             if document is not None:
                 found.append((document, node.start_mark.line + 1))
+    except yaml.MarkedYAMLError as exc:
+        raise InvalidYaml(_problem(path, exc)) from exc
+    except yaml.YAMLError as exc:
+        raise InvalidYaml(YamlProblem(path, None, None, str(exc).strip())) from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidYaml(YamlProblem(path, None, None, f"cannot be loaded: {exc}")) from exc
     finally:
         loader.dispose()
     return found

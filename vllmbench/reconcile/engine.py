@@ -16,6 +16,7 @@ PingSources). A run is a list of small steps, Flux style, each with its own meth
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from vllmbench.store.reconcile import ReconcileStore
 log = get_logger("vllmbench.reconcile")
 LEASE_TTL_S = 120.0
 RECREATE_WAIT_S = 60.0
+TRIM_SHARE = 0.05  # one run in twenty also drops old run records
 _POD_OWNERS = {"Deployment", "Job", "StatefulSet"}
 
 
@@ -81,11 +83,11 @@ class Reconciler:
         started = time.perf_counter()
         run_id = uuid.uuid4().hex
         lease = f"reconcile:{self.store.key}"
-        self.leases.acquire(lease, run_id, ttl_s=LEASE_TTL_S, wait_s=self.lease_wait_s,
-                            what=f"a reconcile of {self.store.key}")
+        taken = self.leases.acquire(lease, run_id, ttl_s=LEASE_TTL_S, wait_s=self.lease_wait_s,
+                                    what=f"a reconcile of {self.store.key}")
         try:
             if not dry_run:
-                self.store.start(run_id, commit=commit, trigger=trigger)
+                self.store.start(run_id, commit=commit, trigger=trigger, took_over=taken == "expired")
             marked = self._mark(desired, commit)
             inventory = self._inventory()
             the_plan = plan(marked, inventory, commit=commit, foreign=self._foreign(marked, inventory),
@@ -97,13 +99,12 @@ class Reconciler:
                 outcome.results = [a.summary() for a in the_plan.actions]
                 outcome.duration_ms = _ms(started)
                 return outcome
-            self.store.record_plan(run_id, the_plan.summary())
             try:
                 self._apply(outcome, lease)
             except RetryableError as exc:
                 outcome.duration_ms = _ms(started)
                 self.store.finish(run_id, state="failed", results=outcome.results, writes=outcome.writes,
-                                  duration_ms=outcome.duration_ms, error=exc.message)
+                                  duration_ms=outcome.duration_ms, counts=the_plan.counts(), error=exc.message)
                 self.store.set_state(desired_commit=commit, last_error=exc.message)
                 raise
             self._observe(outcome)
@@ -249,12 +250,13 @@ class Reconciler:
         self.store.save_objects(docs, forget=forget)
         state = "failed" if outcome.errors else "done"
         self.store.finish(outcome.run_id, state=state, results=outcome.results, writes=outcome.writes,
-                          duration_ms=outcome.duration_ms,
+                          duration_ms=outcome.duration_ms, counts=outcome.plan.counts(),
                           error="; ".join(f"{e['object']}: {e['error']}" for e in outcome.errors[:5]) or None)
         self.store.set_state(desired_commit=desired_commit, applied_commit=desired_commit,
                              last_reconcile=outcome.run_id, last_error=None if not outcome.errors else state,
                              counts=outcome.plan.counts())
-        self.store.trim()
+        if random.random() < TRIM_SHARE:
+            self.store.trim()
 
 
 def pods_of(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ Every object an owner applies carries (DESIGN.md "Reconcile"):
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import dataclass
@@ -59,6 +58,15 @@ class Desired:
     source: str
 
 
+def plain_copy(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, scalars): several times faster than deepcopy."""
+    if isinstance(value, dict):
+        return {key: plain_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_copy(item) for item in value]
+    return value
+
+
 def order(kind: str) -> int:
     """Position of ``kind`` in the apply order (unknown kinds last)."""
     return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
@@ -95,7 +103,7 @@ def mark(obj: dict[str, Any], *, owner: str, source: str, commit: str, partition
     The hash covers the object as applied except the commit and hash annotations
     themselves, so that the same content from a later commit hashes the same.
     """
-    marked = copy.deepcopy(obj)
+    marked = plain_copy(obj)
     meta = marked.setdefault("metadata", {})
     labels = owner_labels(owner, partition)
     meta["labels"] = {**(meta.get("labels") or {}), **labels}

@@ -34,7 +34,9 @@ class Leases:
     def __init__(self, db: Any) -> None:
         self._c = db[COLLECTION]
 
-    def try_acquire(self, name: str, holder: str, *, ttl_s: float) -> bool:
+    def try_acquire(self, name: str, holder: str, *, ttl_s: float) -> str | None:
+        """``"free"`` when the lease was free, ``"expired"`` when it was taken over from a holder that
+        let it expire (it died mid-way), None when someone holds it."""
         from pymongo.errors import DuplicateKeyError
 
         now = _now()
@@ -42,22 +44,24 @@ class Leases:
         with translate(f"taking lease {name!r}"):
             try:
                 self._c.insert_one(doc)
-                return True
+                return "free"
             except DuplicateKeyError:
                 pass
             result = self._c.update_one({"_id": name, "expires_at": {"$lt": now}},
                                         {"$set": {"holder": holder, "expires_at": doc["expires_at"], "taken_at": now}})
-        return result.modified_count == 1
+        return "expired" if result.modified_count == 1 else None
 
-    def acquire(self, name: str, holder: str, *, ttl_s: float, wait_s: float = 0.0, what: str = "") -> None:
-        """Take the lease, waiting up to ``wait_s``; :class:`LeaseBusy` when it stays taken."""
+    def acquire(self, name: str, holder: str, *, ttl_s: float, wait_s: float = 0.0, what: str = "") -> str:
+        """Take the lease, waiting up to ``wait_s``; :class:`LeaseBusy` when it stays taken.
+        Returns how it was taken (see :meth:`try_acquire`)."""
         deadline = time.monotonic() + wait_s
         delay = 0.02
-        while not self.try_acquire(name, holder, ttl_s=ttl_s):
+        while (taken := self.try_acquire(name, holder, ttl_s=ttl_s)) is None:
             if time.monotonic() >= deadline:
                 raise LeaseBusy(f"{what or name} is running elsewhere; try again shortly")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+        return taken
 
     def renew(self, name: str, holder: str, *, ttl_s: float) -> bool:
         with translate(f"renewing lease {name!r}"):

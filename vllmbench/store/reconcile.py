@@ -46,26 +46,26 @@ class ReconcileStore:
         self._owners = db[OWNERS]
 
     # -- runs -----------------------------------------------------------------------
-    def start(self, run_id: str, *, commit: str, trigger: str) -> None:
+    def start(self, run_id: str, *, commit: str, trigger: str, took_over: bool = False) -> None:
+        """Record a run as running (a small insert). ``took_over``: the lease was taken from a run
+        that died, whose record is marked interrupted."""
         now = _now()
         with translate("recording a reconcile"):
-            self._runs.update_many({"owner": self.key, "state": "running"},
-                                   {"$set": {"state": "interrupted", "finished_at": now,
-                                             "error": "did not finish; the next reconcile took over"}})
+            if took_over:
+                self._runs.update_many({"owner": self.key, "state": "running"},
+                                       {"$set": {"state": "interrupted", "finished_at": now,
+                                                 "error": "did not finish; the next reconcile took over"}})
             self._runs.insert_one({"_id": run_id, "owner": self.key, "commit": commit, "trigger": trigger,
                                    "state": "running", "started_at": now, "plan": None, "results": []})
 
-    def record_plan(self, run_id: str, plan: dict[str, Any]) -> None:
-        with translate("recording a reconcile plan"):
-            self._runs.update_one({"_id": run_id}, {"$set": {"plan": plan}})
-
     def finish(self, run_id: str, *, state: str, results: list[dict[str, Any]], writes: int,
-               duration_ms: float, error: str | None = None) -> None:
+               duration_ms: float, counts: dict[str, int], error: str | None = None) -> None:
+        """The run's outcome in one write: every action with what it did (the plan, carried out)."""
         now = _now()
         with translate("recording a reconcile"):
             self._runs.update_one({"_id": run_id}, {"$set": {
-                "state": state, "results": results, "writes": writes, "duration_ms": duration_ms,
-                "error": error, "finished_at": now}})
+                "state": state, "results": results, "counts": counts, "writes": writes,
+                "duration_ms": duration_ms, "error": error, "finished_at": now}})
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         with translate("listing reconciles"):
@@ -78,7 +78,7 @@ class ReconcileStore:
         return _public(doc) if doc else None
 
     def trim(self) -> None:
-        """Keep the newest runs only (history, not a log of everything)."""
+        """Keep the newest runs only (history, not a log of everything); called now and then."""
         with translate("trimming reconcile history"):
             old = [d["_id"] for d in self._runs.find({"owner": self.key}, {"_id": 1}).sort([("started_at", -1)])
                    .skip(KEEP_RUNS)]
