@@ -33,20 +33,36 @@ def reconciler(settings: Any, db: Any, runtime: Runtime, *, lease_wait_s: float 
                       lease_wait_s=lease_wait_s)
 
 
-def reconcile_head(settings: Any, db: Any, runtime: Runtime, *, trigger: str, dry_run: bool = False,
-                   lease_wait_s: float = 0.0) -> dict[str, Any]:
-    """Reconcile ``deployments/`` at the branch head; the outcome with the folder's problems."""
+_RENDERED: dict[tuple[str, str, tuple[str, ...]], tuple[deployments.Rendered, dict[str, Any], int]] = {}
+
+
+def render_head(settings: Any) -> tuple[deployments.Rendered, dict[str, Any], int]:
+    """The folder at the branch head, rendered, with its problems and file count. A commit is
+    immutable, so its rendering is kept (per process) for the ticks that find the same head."""
     with installation.open_repository(settings) as repo:
         commit = installation.head(repo)
+        key = (installation.repository_url(settings), commit, tuple(settings.workload_namespaces))
+        if key in _RENDERED:
+            return _RENDERED[key]
         folder = installation.read_folder(repo, commit, deployments.FOLDER, max_bytes=settings.git_max_file_bytes)
     rendered = deployments.render(folder.files, commit=commit, namespaces=settings.workload_namespaces)
     problems = {**rendered.problems, **{p: [{"loc": p, "msg": f"{p}: {why}", "expected": "a YAML file"}]
                                         for p, why in folder.skipped.items()}}
+    _RENDERED.clear()  # one head at a time is enough
+    _RENDERED[key] = (rendered, problems, len(folder.files))
+    return _RENDERED[key]
+
+
+def reconcile_head(settings: Any, db: Any, runtime: Runtime, *, trigger: str, dry_run: bool = False,
+                   lease_wait_s: float = 0.0) -> dict[str, Any]:
+    """Reconcile ``deployments/`` at the branch head; the outcome with the folder's problems."""
+    rendered, problems, files = render_head(settings)
+    commit = rendered.commit
     engine = reconciler(settings, db, runtime, lease_wait_s=lease_wait_s)
     outcome = engine.reconcile(rendered.desired, commit=commit, trigger=trigger, held_sources=set(problems),
                                dry_run=dry_run)
     if not dry_run:
-        engine.store.set_state(problems=problems, files=len(folder.files))
+        engine.store.set_state(problems=problems, files=files)
     return {**outcome.summary(), "problems": problems, "health": _health(outcome)}
 
 
