@@ -23,7 +23,7 @@ class EventType:
 
 EVENT_TYPES: tuple[EventType, ...] = (
     EventType("dev.vllmbench.gitops.pushed", "benchmark-manager (GitHub webhook), writers after a push",
-              ("benchmark-manager",), "repository, branch, before, after"),
+              ("benchmark-manager", "benchmark-deployer"), "repository, branch, before, after"),
     EventType("dev.vllmbench.result.raw", "benchmark jobs", ("benchmark-results",),
               "a RawInput: run_id, project, model, harness, tags, data"),
     EventType("dev.vllmbench.result.ingested", "benchmark-results", (),

@@ -77,3 +77,26 @@ def _problem(path: str, exc: yaml.MarkedYAMLError) -> YamlProblem:
     if mark is None:
         return YamlProblem(path, None, None, problem)
     return YamlProblem(path, mark.line + 1, mark.column + 1, problem)
+
+
+def documents_with_lines(text: str, *, path: str) -> list[tuple[Any, int]]:
+    """Every non-empty document of ``text`` with the line (from 1) where it starts, so that a
+    problem found later in a document can still be named as ``path:line``. One parse; the
+    errors are those of :func:`parse_documents`."""
+    loader = _Loader(text)
+    found = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            document = loader.construct_document(node)
+            if document is not None:
+                found.append((document, node.start_mark.line + 1))
+    except yaml.MarkedYAMLError as exc:
+        raise InvalidYaml(_problem(path, exc)) from exc
+    except yaml.YAMLError as exc:
+        raise InvalidYaml(YamlProblem(path, None, None, str(exc).strip())) from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidYaml(YamlProblem(path, None, None, f"cannot be loaded: {exc}")) from exc
+    finally:
+        loader.dispose()
+    return found

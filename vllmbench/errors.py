@@ -89,6 +89,13 @@ class PayloadTooLarge(UserError):
     code = "payload_too_large"
 
 
+class TooManyRequests(UserError):
+    """A limit is reached (open sessions, ...): retry after something was freed."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 class RetryableError(VllmbenchError):
     """Temporary: the same request may succeed later."""
 

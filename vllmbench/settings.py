@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     local_exec: bool = Field(False, validation_alias=_env("VLLMBENCH_LOCAL_EXEC", "local_exec"),
                              description="Let the local runtime's terminal open a shell on this machine.")
 
+    terminal_max_sessions: int = Field(5, ge=1, le=100, validation_alias=_env("VLLMBENCH_TERMINAL_MAX_SESSIONS", "terminal_max_sessions"))
+    terminal_idle_s: int = Field(900, ge=10, le=24 * 3600, validation_alias=_env("VLLMBENCH_TERMINAL_IDLE_S", "terminal_idle_s"))
+
     @property
     def workload_namespaces(self) -> list[str]:
         return [part.strip() for part in self.workload_namespaces_csv.split(",") if part.strip()]

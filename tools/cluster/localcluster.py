@@ -343,7 +343,22 @@ class LocalCluster:
 
     # -- lifecycle ------------------------------------------------------------
 
-    def start(self, *, nodes: Iterable[NodeSpec] = DEFAULT_NODES, timeout: float = 90) -> "LocalCluster":
+    def start(self, *, nodes: Iterable[NodeSpec] = DEFAULT_NODES, timeout: float = 90,
+              attempts: int = 3) -> "LocalCluster":
+        """Start the cluster; a start that fails (a component that died on a loaded machine)
+        is stopped and tried again from scratch, up to ``attempts`` times."""
+        nodes = tuple(nodes)
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(nodes=nodes, timeout=timeout)
+            except ClusterError as exc:
+                if attempt == attempts:
+                    raise
+                print(f"localcluster: start {attempt} of {attempts} failed, trying again: {str(exc)[:300]}",
+                      file=sys.stderr, flush=True)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, *, nodes: Iterable[NodeSpec], timeout: float) -> "LocalCluster":
         tools = self.tools or Toolset.from_cache()
         self.tools = tools
         started = time.monotonic()
@@ -368,6 +383,7 @@ class LocalCluster:
                 f"--initial-cluster=node0={peer_url}", "--unsafe-no-fsync=true",
                 "--auto-compaction-retention=1", "--quota-backend-bytes=2147483648", "--log-level=warn",
             ])
+            self._wait(deadline, "etcd to answer /health", lambda: _http_ok(f"{etcd_url}/health"))
             self._spawn("kube-apiserver", [
                 str(tools.kube_apiserver), f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
@@ -383,6 +399,9 @@ class LocalCluster:
                 "--authorization-mode=Node,RBAC", "--allow-privileged=true",
                 "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
             ])
+            # The controllers give up when the API server does not answer yet (seen on a loaded
+            # machine: "connection refused" reading the request-header CA): start them after it.
+            self._wait(deadline, "kube-apiserver to answer /readyz", lambda: self.api.ok("/readyz"))
             ctrl_common = [f"--kubeconfig={self.kubeconfig}", f"--authentication-kubeconfig={self.kubeconfig}",
                            f"--authorization-kubeconfig={self.kubeconfig}", "--bind-address=127.0.0.1",
                            "--leader-elect=false", "--profiling=false", "--v=1"]
@@ -548,6 +567,14 @@ def _kill_me_with_parent() -> None:
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _https_ok(port: int, path: str) -> bool:

@@ -72,6 +72,7 @@ class FunctionApp:
         self.port = port
         self.routes: list[Route] = []
         self.events: dict[str, EventHandler] = {}
+        self.ws_routes: list[Route] = []
         self._start_hooks: list[Callable[[Context], None]] = []
         self._ready_checks: dict[str, Callable[[Context], None]] = {"mongodb": lambda ctx: ctx.runtime.store.ping()}
         self._runtime: "Runtime | None" = None
@@ -105,6 +106,27 @@ class FunctionApp:
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             self.events[event_type] = EventHandler(event_type, handler, data,
                                                    summary or (inspect.getdoc(handler) or "").split("\n")[0])
+            return handler
+
+        return register
+
+    def websocket(self, path: str, *, summary: str = "", tag: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A WebSocket route: ``handler(ctx, ws, **path_args)``. Browsers cannot send headers on a
+        WebSocket, so the handler authenticates (e.g. a ticket in the first message)."""
+        from vllmbench.web import websocket
+
+        websocket.install_hook(self.handle)
+
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            doc = summary or (inspect.getdoc(handler) or "").split("\n")[0]
+            self.ws_routes.append(Route("GET", path, handler, summary=doc, public=True, tag=tag))
+            self._ws_map = None
+
+            def not_upgraded(ctx: Context, **kwargs: Any) -> Reply:
+                return Reply({"error": "upgrade_required", "message": f"{path} is a WebSocket: connect with "
+                              "'Connection: Upgrade' and 'Upgrade: websocket'"}, 426, {"Upgrade": "websocket"})
+
+            self.route("GET", path, summary=f"WebSocket: {doc}", public=True, tag=tag, status=426)(not_upgraded)
             return handler
 
         return register
@@ -171,6 +193,11 @@ class FunctionApp:
         from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
         from werkzeug.exceptions import NotFound as WzNotFound
 
+        if self.ws_routes:
+            from vllmbench.web import websocket
+
+            if websocket.is_upgrade(request.environ):
+                return self._dispatch_websocket(request, request_id)
         adapter = self._map().bind("localhost", url_scheme="http")
         try:
             endpoint, args = adapter.match(request.path, method=request.method)
@@ -201,6 +228,26 @@ class FunctionApp:
         if isinstance(result, Reply):
             return result
         return Reply(result, route.status)
+
+    def _dispatch_websocket(self, request: Any, request_id: str) -> Reply:
+        from werkzeug.exceptions import HTTPException
+        from werkzeug.routing import Map, Rule
+
+        from vllmbench.web import websocket
+
+        if getattr(self, "_ws_map", None) is None:
+            self._ws_map = Map([Rule(r.path, endpoint=i) for i, r in enumerate(self.ws_routes)], strict_slashes=False)
+        try:
+            endpoint, args = self._ws_map.bind("localhost", url_scheme="http").match(request.path, method="GET")
+        except HTTPException:
+            raise NotFound(f"no WebSocket route {request.path}") from None
+        ctx = Context(self.runtime, request, request_id)
+        ws = websocket.accept(request.environ)
+        try:
+            self.ws_routes[endpoint].handler(ctx, ws, **args)
+        except Exception:  # the socket is ours now: log, never answer HTTP on it
+            log.exception("WebSocket handler of %s failed", request.path)
+        return Reply(websocket.finished_response(ws))
 
     def _authorize(self, request: Any) -> None:
         token = self.runtime.settings.api_token

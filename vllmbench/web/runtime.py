@@ -29,6 +29,8 @@ class Runtime:
         self._started = False
         self._lock = threading.Lock()
         self._starter: int | None = None
+        self._resources: dict[str, Any] = {}
+        self._resource_lock = threading.Lock()
 
     @classmethod
     def build(cls, name: str, service: str, start_hooks: list[Callable[["Context"], None]],
@@ -59,5 +61,20 @@ class Runtime:
             finally:
                 self._starter = None  # a failure runs the hooks again on the next request
 
+    def resource(self, name: str, factory: Callable[[], Any]) -> Any:
+        """A per-process object built on first use (e.g. the workload runtime), then shared."""
+        found = self._resources.get(name)
+        if found is None:
+            with self._resource_lock:
+                found = self._resources.get(name)
+                if found is None:
+                    found = self._resources[name] = factory()
+        return found
+
     def close(self) -> None:
+        for resource in self._resources.values():
+            closer = getattr(resource, "close", None)
+            if callable(closer):
+                closer()
+        self._resources.clear()
         self.store.close()
