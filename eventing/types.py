@@ -26,11 +26,17 @@ EVENT_TYPES: tuple[EventType, ...] = (
               ("benchmark-manager", "benchmark-deployer"), "repository, branch, before, after"),
     EventType("dev.vllmbench.result.raw", "benchmark jobs", ("benchmark-results",),
               "a RawInput: run_id, project, model, harness, tags, data"),
-    EventType("dev.vllmbench.result.ingested", "benchmark-results", (),
+    EventType("dev.vllmbench.result.ingested", "benchmark-results", ("benchmark-eval",),
               "run_id, raw_id, project, standardized record ids"),
+    EventType("dev.vllmbench.model.ready", "benchmark-vllm", ("benchmark-eval",),
+              "namespace, server, model, served_model_name, url"),
+    EventType("dev.vllmbench.model.failed", "benchmark-vllm", ("benchmark-eval",), "namespace, server, reason"),
+    EventType("dev.vllmbench.model.pending", "benchmark-vllm", ("benchmark-eval",), "namespace, server, reason"),
+    EventType("dev.vllmbench.eval.state", "benchmark-eval", (), "evaluation, state, reason"),
+    EventType("dev.vllmbench.eval.completed", "benchmark-eval", (),
+              "evaluation, state, reason, verdict (with the figures), project, benchmark, server, run ids"),
     EventType("dev.vllmbench.model.version.registered", "benchmark-mlflow", (),
               "model name, version, source, deployment path in Git"),
-    EventType("dev.vllmbench.eval.tick", "benchmark-eval schedules", (), "schedule name, run id"),
 )
 
 # Services and their ports: the routes of the system vllmbench replaces.

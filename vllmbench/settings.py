@@ -106,6 +106,25 @@ class Settings(BaseSettings):
     terminal_max_sessions: int = Field(5, ge=1, le=100, validation_alias=_env("VLLMBENCH_TERMINAL_MAX_SESSIONS", "terminal_max_sessions"))
     terminal_idle_s: int = Field(900, ge=10, le=24 * 3600, validation_alias=_env("VLLMBENCH_TERMINAL_IDLE_S", "terminal_idle_s"))
 
+    # Where the functions reach each other (HTTP; functions never import each other). The
+    # defaults are the embedded stack's ports; the manifests set the cluster's names.
+    manager_url: str = Field("http://127.0.0.1:8001", validation_alias=_env("VLLMBENCH_MANAGER_URL", "manager_url"))
+    results_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("VLLMBENCH_RESULTS_URL", "results_url"))
+    vllm_url: str = Field("http://127.0.0.1:8005", validation_alias=_env("VLLMBENCH_VLLM_URL", "vllm_url"))
+    eval_url: str = Field("http://127.0.0.1:8004", validation_alias=_env("VLLMBENCH_EVAL_URL", "eval_url"))
+    # Evaluations (docs/evaluations.md)
+    harness_image: str = Field("ghcr.io/vllmbench/vllmbench-functions:0.1.0",
+                               validation_alias=_env("VLLMBENCH_HARNESS_IMAGE", "harness_image"))
+    harness_token_secret: str = Field("", validation_alias=_env("VLLMBENCH_HARNESS_TOKEN_SECRET", "harness_token_secret"),
+                                      description="Secret with VLLMBENCH_API_TOKEN that benchmark jobs mount.")
+    eval_default_project: str = Field("", validation_alias=_env("VLLMBENCH_EVAL_DEFAULT_PROJECT", "eval_default_project"))
+    eval_default_benchmark: str = Field("", validation_alias=_env("VLLMBENCH_EVAL_DEFAULT_BENCHMARK", "eval_default_benchmark"))
+    evaluation_delay_minutes: float = Field(0.0, ge=0, validation_alias=_env("EVALUATION_DELAY_MINUTES", "evaluation_delay_minutes"),
+                                            description="The original service's delay before an evaluation of {model_name, vllm-url}.")
+    eval_timeout_s: float = Field(7200.0, gt=0, validation_alias=_env("VLLMBENCH_EVAL_TIMEOUT_S", "eval_timeout_s"))
+    functions_namespace: str = Field("vllmbench", validation_alias=_env("VLLMBENCH_FUNCTIONS_NAMESPACE", "functions_namespace"),
+                                     description="Where the functions (and the schedules' PingSources) live.")
+
     @property
     def workload_namespaces(self) -> list[str]:
         return [part.strip() for part in self.workload_namespaces_csv.split(",") if part.strip()]
