@@ -161,11 +161,16 @@ def _view(ctx: Context, doc: dict[str, Any]) -> dict[str, Any]:
 @app.event("dev.vllmbench.result.ingested")
 def on_result(ctx: Context, event: Any, data: Any) -> Any:
     """A run's results were stored: if it is a repeat of an evaluation, collect it (and judge when all are in)."""
-    run_id = (data or {}).get("run_id")
-    if not run_id:
-        return {"ignored": "no run_id"}
-    ev = _evaluator(ctx).on_result(run_id, event["id"])
-    return {"evaluation": ev["_id"], "state": ev["state"]} if ev else {"ignored": f"{run_id} is no evaluation's"}
+    data = data or {}
+    run_ids = [data["run_id"]] if data.get("run_id") else sorted(
+        {str(key).rsplit("#", 1)[0] for key in data.get("standardized") or []})
+    if not run_ids:
+        return {"ignored": "no run id in the event"}
+    moved = {}
+    for run_id in run_ids:
+        ev = _evaluator(ctx).on_result(run_id, f"{event['id']}-{run_id}")
+        moved[run_id] = {"evaluation": ev["_id"], "state": ev["state"]} if ev else "not an evaluation's run"
+    return {"runs": moved}
 
 
 def _server_event(ctx: Context, data: dict[str, Any], kind: str) -> Any:

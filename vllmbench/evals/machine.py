@@ -98,8 +98,16 @@ def _note(ev: dict[str, Any], reason: str, now: dt.datetime) -> None:
     ev["timeline"].append({"at": _now_iso(now), "state": ev["state"], "reason": reason})
 
 
+def _name_jobs(ev: dict[str, Any]) -> None:
+    from vllmbench.evals.templates import job_name
+
+    for repeat in ev["repeats"]:
+        repeat["job"] = repeat["job"] or job_name(ev["_id"], repeat["index"])
+
+
 def _start(ev: dict[str, Any], now: dt.datetime) -> list[Action]:
     if ev["target_url"]:
+        _name_jobs(ev)
         return _move(ev, "running", f"target {ev['target_url']} given: starting {len(ev['repeats'])} job(s)",
                      now) + [Action("apply_jobs")]
     server = ev["server"] or {}
@@ -135,6 +143,7 @@ def _on_server_ready(ev: dict[str, Any], event: dict[str, Any], now: dt.datetime
         return []
     ev["server_url"] = event["url"]
     ev["model"] = event.get("model") or ev["model"]
+    _name_jobs(ev)
     reuse = " (reused an identical running server)" if event.get("reused") else ""
     return _move(ev, "running", f"server ready at {event['url']}{reuse}: starting {len(ev['repeats'])} job(s)",
                  now) + [Action("apply_jobs")]

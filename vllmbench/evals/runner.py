@@ -8,8 +8,10 @@ redelivered event (already seen) changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from vllmbench.errors import Conflict, RetryableError, UserError
@@ -21,6 +23,7 @@ from vllmbench.reconcile.objects import Desired
 from vllmbench.runtimes.base import KINDS, ObjectRef
 from vllmbench.services import Service
 from vllmbench.store.evaluations import Evaluations
+from vllmbench.store.leases import Leases
 
 log = get_logger("vllmbench.evals")
 OWNER = "eval"
@@ -37,6 +40,7 @@ class Evaluator:
         self.settings = settings
         self.db = db
         self.store = Evaluations(db)
+        self.leases = Leases(db)
         self._runtime = runtime
         self._emit = emit
         token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -44,12 +48,33 @@ class Evaluator:
         self.servers = servers
 
     # -- the one way an evaluation changes ---------------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self, evaluation_id: str) -> Iterator[None]:
+        """One transition of an evaluation at a time, across threads and replicas.
+
+        The version compare-and-set alone is not enough on FerretDB v1, whose conditional
+        replace is not atomic under concurrent writers (two could both match one version);
+        a lease taken by an insert is.
+        """
+        holder = uuid.uuid4().hex
+        self.leases.acquire(f"evaluation:{evaluation_id}", holder, ttl_s=30, wait_s=20,
+                            what=f"a change of evaluation {evaluation_id}")
+        try:
+            yield
+        finally:
+            self.leases.release(f"evaluation:{evaluation_id}", holder)
+
     def apply(self, evaluation_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        with self._exclusive(evaluation_id):
+            stored, actions = self._transition(evaluation_id, event)
+        return self.act(stored, actions)
+
+    def _transition(self, evaluation_id: str, event: dict[str, Any]) -> tuple[dict[str, Any], list[machine.Action]]:
         for _ in range(5):
             current = self.store.get(evaluation_id)
             nxt, actions = machine.advance(current, event, _now())
             if nxt is current or nxt == current:
-                return self.act(current, actions)  # nothing to store (a tick that only re-issues actions)
+                return current, actions  # nothing to store (a tick that only re-issues actions)
             try:
                 stored = self.store.replace(nxt)
             except Conflict:
@@ -57,7 +82,7 @@ class Evaluator:
             if stored["state"] != current["state"]:
                 info(log, "evaluation moved", evaluation=evaluation_id, state=stored["state"],
                      reason=stored["timeline"][-1]["reason"], event=event["type"])
-            return self.act(stored, actions)
+            return stored, actions
         raise RetryableError(f"evaluation {evaluation_id!r} kept changing; try again")
 
     def act(self, ev: dict[str, Any], actions: list[machine.Action]) -> dict[str, Any]:
@@ -87,13 +112,6 @@ class Evaluator:
         desired = [Desired(job, f"evaluation {ev['_id']} ({ev['request']['template']})") for job in jobs]
         outcome = self._reconciler(ev).reconcile(desired, commit=f"evaluation:{ev['_id']}", trigger="evaluation")
         errors = [r for r in outcome.results if r.get("error")]
-        names = [job["metadata"]["name"] for job in jobs]
-        if any(r["job"] is None for r in ev["repeats"]):
-            def name_jobs(doc: dict[str, Any]) -> dict[str, Any]:
-                for repeat, name in zip(doc["repeats"], names):
-                    repeat["job"] = name
-                return doc
-            self._update(ev["_id"], name_jobs)
         for error in errors:
             self.apply(ev["_id"], {"id": f"apply-{error['name']}", "type": "job", "job": error["name"],
                                    "state": "failed", "reason": f"the job could not be created: {error['error']}"})
@@ -125,18 +143,14 @@ class Evaluator:
         baseline, baseline_id = self._baseline(ev)
         result = verdict.judge(ev["repeats"], baseline["repeats"] if baseline else None, baseline_id=baseline_id,
                                threshold_percent=ev["request"].get("threshold_percent", verdict.DEFAULT_THRESHOLD_PERCENT))
-        for _ in range(5):
+        with self._exclusive(ev["_id"]):
             current = self.store.get(ev["_id"])
             nxt, actions = machine.judged(current, result, _now())
             if nxt is current:
                 return current
-            try:
-                stored = self.store.replace(nxt)
-            except Conflict:
-                continue
-            info(log, "evaluation judged", evaluation=ev["_id"], verdict=result["verdict"], baseline=baseline_id)
-            return self.act(stored, actions)
-        raise RetryableError(f"evaluation {ev['_id']!r} kept changing while it was judged; try again")
+            stored = self.store.replace(nxt)
+        info(log, "evaluation judged", evaluation=ev["_id"], verdict=result["verdict"], baseline=baseline_id)
+        return self.act(stored, actions)
 
     def _baseline(self, ev: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
         wanted = ev["request"].get("baseline")
@@ -150,14 +164,6 @@ class Evaluator:
             return (doc, wanted) if doc.get("state") == "done" else (None, None)
         doc = self.store.last_passing(ev["key"], exclude=ev["_id"])
         return (doc, doc["_id"]) if doc else (None, None)
-
-    def _update(self, evaluation_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        for _ in range(5):
-            try:
-                self.store.replace(change(self.store.get(evaluation_id)))
-                return
-            except Conflict:
-                continue
 
     def _announce(self, ev: dict[str, Any], data: dict[str, Any]) -> None:
         kind = data["type"]

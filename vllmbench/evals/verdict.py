@@ -41,7 +41,7 @@ def t95(df: float) -> float:
 
 
 def metrics_of(records: list[dict[str, Any]]) -> dict[str, float]:
-    """The comparable figures of one repeat's standardized records, keyed ``s<stage>.<metric>``."""
+    """The comparable figures of one repeat's standardized records, keyed ``s<stage>:<metric>``."""
     out: dict[str, float] = {}
     for record in records:
         stage = (record.get("run") or {}).get("stage", 0)
@@ -51,20 +51,25 @@ def metrics_of(records: list[dict[str, Any]]) -> dict[str, float]:
             stats = latency.get(name) or {}
             for figure in ("p50", "p90", "p99"):
                 if stats.get(figure) is not None:
-                    out[f"s{stage}.{name}_{figure}"] = float(stats[figure])
+                    out[f"s{stage}:{name}_{figure}"] = float(stats[figure])
         throughput = results.get("throughput") or {}
         for name in ("requests_per_s", "output_tokens_per_s"):
             if throughput.get(name) is not None:
-                out[f"s{stage}.{name}"] = float(throughput[name])
+                out[f"s{stage}:{name}"] = float(throughput[name])
         goodput = results.get("goodput") or {}
         if goodput.get("requests_per_s") is not None:
-            out[f"s{stage}.goodput_rps"] = float(goodput["requests_per_s"])
+            out[f"s{stage}:goodput_rps"] = float(goodput["requests_per_s"])
         for task, metrics in (results.get("accuracy") or record.get("accuracy") or {}).items():
             for metric, value in (metrics or {}).items():
                 number = value.get("value") if isinstance(value, dict) else value
                 if isinstance(number, (int, float)) and not isinstance(number, bool):
-                    out[f"s{stage}.accuracy.{task}.{metric}"] = float(number)
+                    out[f"s{stage}:accuracy:{_key(task)}:{_key(metric)}"] = float(number)
     return out
+
+
+def _key(name: str) -> str:
+    """A metric key part: no '.' or '$' (MongoDB and FerretDB refuse them in field names)."""
+    return str(name).replace(".", "_").replace("$", "_")
 
 
 def trust_of(records: list[dict[str, Any]]) -> tuple[bool, list[str]]:
@@ -97,7 +102,7 @@ def across_repeats(repeats: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _lower_is_better(metric: str) -> bool:
-    name = metric.split(".", 1)[-1]
+    name = metric.split(":", 1)[-1]
     return name.startswith(LOWER_IS_BETTER)
 
 
@@ -130,7 +135,7 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], *, metric: str, t
                         "noise is unknown (one repeat each); run with repeat >= 2 to judge smaller changes"}
     word = "worse" if bad else "better"
     return {**out, "verdict": word, "reason": f"{change:+.1f}% ({'higher' if change > 0 else 'lower'} is "
-            f"{word} for {metric.split('.', 1)[-1]})"}
+            f"{word} for {metric.split(':', 1)[-1]})"}
 
 
 def welch_p(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -196,8 +201,8 @@ def judge(current_repeats: list[dict[str, Any]], baseline_repeats: list[dict[str
     if not base:
         return {**result, "verdict": "untrustworthy", "summary": f"the baseline {baseline_id} has no trustworthy repeat"}
     for key in sorted(set(stats) & set(base)):
-        name = key.split(".", 1)[-1]
-        if name in metrics or name.startswith("accuracy."):
+        name = key.split(":", 1)[-1]
+        if name in metrics or name.startswith("accuracy:"):
             result["comparisons"].append(compare(stats[key], base[key], metric=key, threshold=threshold_percent))
     worse = [c["metric"] for c in result["comparisons"] if c["verdict"] == "worse"]
     better = [c["metric"] for c in result["comparisons"] if c["verdict"] == "better"]

@@ -40,7 +40,7 @@ FAILED_SERVER = {"id": "f", "type": "server_failed", "reason": "No available mem
 PENDING_SERVER = {"id": "p", "type": "server_failed", "pending": True, "reason": "needs 2 x H100"}
 JOB_OK = {"id": "j", "type": "job", "job": "e1-r0", "state": "complete"}
 JOB_FAIL = {"id": "jf", "type": "job", "job": "e1-r0", "state": "failed", "reason": "OOMKilled"}
-RESULT = {"id": "x", "type": "result", "run_id": "e1-r0", "records": ["e1-r0#0"], "metrics": {"s0.ttft_p50": 20.0},
+RESULT = {"id": "x", "type": "result", "run_id": "e1-r0", "records": ["e1-r0#0"], "metrics": {"s0:ttft_p50": 20.0},
           "trustworthy": True}
 CANCEL = {"id": "c", "type": "cancel", "reason": "no longer needed"}
 

@@ -8,7 +8,7 @@ from vllmbench.evals.verdict import judge, metrics_of, summary, welch_p
 
 
 def repeat(ttft: float, *, throughput: float = 100.0, trustworthy: bool = True) -> dict:
-    return {"run_id": "r", "metrics": {"s0.ttft_p50": ttft, "s0.output_tokens_per_s": throughput},
+    return {"run_id": "r", "metrics": {"s0:ttft_p50": ttft, "s0:output_tokens_per_s": throughput},
             "trustworthy": trustworthy, "trust_reasons": [] if trustworthy else ["schedule delay p99 40 ms"]}
 
 
@@ -42,7 +42,7 @@ def test_one_repeat_each_needs_twice_the_threshold() -> None:
 def test_no_baseline_gives_the_figures() -> None:
     result = judge(BASE, None, baseline_id=None)
     assert result["verdict"] == "no_baseline"
-    stats = result["metrics"]["s0.ttft_p50"]
+    stats = result["metrics"]["s0:ttft_p50"]
     assert stats["n"] == 3 and stats["ci95"][0] < stats["mean"] < stats["ci95"][1]
 
 
@@ -56,5 +56,5 @@ def test_metrics_of_a_record() -> None:
         "latency": {"ttft": {"mean": 20, "p50": 19.5, "p99": 40}, "itl": {"mean": 5, "p50": 5.0}},
         "throughput": {"requests_per_s": 4.0, "output_tokens_per_s": 500.0},
         "goodput": {"requests_per_s": 3.5}}}
-    assert metrics_of([record]) == {"s1.ttft_p50": 19.5, "s1.ttft_p99": 40.0, "s1.itl_p50": 5.0,
-                                    "s1.requests_per_s": 4.0, "s1.output_tokens_per_s": 500.0, "s1.goodput_rps": 3.5}
+    assert metrics_of([record]) == {"s1:ttft_p50": 19.5, "s1:ttft_p99": 40.0, "s1:itl_p50": 5.0,
+                                    "s1:requests_per_s": 4.0, "s1:output_tokens_per_s": 500.0, "s1:goodput_rps": 3.5}
