@@ -23,6 +23,7 @@ _WAITING_ADVICE = {
     "CreateContainerConfigError": "the container's configuration refers to something missing (a ConfigMap, a Secret or a key)",
     "CreateContainerError": "the container could not be created",
     "ImageNotRunnableLocally": "the local runtime cannot run this image; use a cluster (set KUBECONFIG)",
+    "NotSupportedLocally": "the local runtime cannot give the pod this (a Secret, a volume type); use a cluster",
 }
 
 
@@ -127,7 +128,7 @@ def _with_problem(result: Health, problems: list[Any]) -> Health:
         return result
     pod, (reason, message) = problems[0]
     name = (pod.get("metadata") or {}).get("name")
-    state = ("unsupported" if reason == "ImageNotRunnableLocally" else
+    state = ("unsupported" if reason in ("ImageNotRunnableLocally", "NotSupportedLocally") else
              "pending" if reason in _PENDING_REASONS else "failed")
     return Health(state, reason, f"pod {name}: {message}")
 
