@@ -1,0 +1,83 @@
+"""An evaluation under the local runtime, for real: the Job runs `vllmbench run` as a process against a
+simulated vLLM server (no GPU here: the simulator plays vLLM, with known latencies), posts its results to
+the real Results service, the local broker carries `result.ingested` to the eval function, and the
+evaluation is judged. A regression planted in the simulator (TTFT +30%) is judged worse."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.gitops.gitutil import make_remote
+from tests.integration.localrt.conftest import processes_under, wait_for
+from vllmbench.simulator import SimConfig, SimulatorProcess
+
+pytestmark = pytest.mark.slow
+
+PROFILE = {"model": "sim-model", "load": {"mode": "rate", "arrival": "constant", "rate_rps": 8, "duration_s": 3,
+                                          "input_tokens": {"kind": "fixed", "mean": 32},
+                                          "output_tokens": {"kind": "fixed", "mean": 16}},
+           "slo": {"ttft_ms": 500}}
+
+
+@pytest.fixture
+def stack(serve_function: Any, tmp_path: Path) -> Any:
+    from eventing.local import LocalBroker, load_config
+    from vllmbench.embedded.processes import free_port
+
+    remote = make_remote(tmp_path / "config.git", {"projects/demo/project.yaml": "name: demo\n",
+                                                   "projects/demo/benchmarks/chat.yaml": yaml.safe_dump(PROFILE)})
+    port = free_port()
+    broker_url = f"http://127.0.0.1:{port}/"
+    root = tmp_path / "workloads"
+    manager = serve_function("sync", gitops_repo_url=str(remote), data_dir=str(tmp_path / "m"))
+    results = serve_function("results", broker_url=broker_url)
+    evals = serve_function("eval", gitops_repo_url=str(remote), runtime="local", local_runtime_dir=str(root),
+                           workload_namespaces="default", manager_url=manager.url, results_url=results.url,
+                           broker_url=broker_url, data_dir=str(tmp_path / "e"))
+    broker = LocalBroker(load_config(), {"benchmark-results": results.url, "benchmark-eval": evals.url,
+                                         "benchmark-manager": manager.url},
+                         dead_letter_log=tmp_path / "dead.jsonl").start(port)
+    assert manager.post("/projects", json={"name": "demo", "repository": str(remote), "root": "projects/demo",
+                                           "credentials": "none"}).status_code == 201
+    assert manager.post("/projects/demo/sync").status_code == 200
+    yield evals, results
+    broker.stop()
+    runtime = evals.app.runtime.resource("workloads", lambda: None)
+    if runtime is not None:
+        runtime.shutdown(timeout_s=30)
+    deadline = time.monotonic() + 10
+    while processes_under(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes_under(root)
+
+
+def run(evals: Any, url: str, **body: Any) -> dict[str, Any]:
+    answer = evals.post("/evaluate", json={"project": "demo", "benchmark": "chat", "target_url": url, **body})
+    assert answer.status_code == 202, answer.text
+    evaluation = answer.json()["id"]
+    return wait_for(lambda: (d := evals.get(f"/evaluations/{evaluation}").json())["state"] in
+                    ("done", "failed", "timed_out") and d, timeout_s=120, what=f"evaluation {evaluation} to end")
+
+
+def test_a_real_run_is_stored_and_judged_and_a_planted_regression_is_worse(stack: Any) -> None:
+    evals, results = stack
+    with SimulatorProcess(SimConfig(port=0, ttft_ms=40, itl_ms=2, models=("sim-model",))) as sim:
+        first = run(evals, sim.url, repeat=2)
+        assert first["state"] == "done", first["timeline"]
+        run_ids = [r["run_id"] for r in first["repeats"]]
+        stored = results.get(f"/runs/{run_ids[0]}").json()
+        assert stored["standardized"] and stored["raw"][0]["harness"]["name"] == "vllmbench"
+        ttft = first["verdict"]["metrics"]["s0:ttft_p50"]
+        assert ttft["n"] == 2 and 35 < ttft["mean"] < 80
+        assert first["verdict"]["verdict"] == "no_baseline"
+        same = run(evals, sim.url, repeat=2)
+        assert same["verdict"]["baseline"] == first["id"] and same["verdict"]["verdict"] == "same", same["verdict"]
+    with SimulatorProcess(SimConfig(port=0, ttft_ms=52, itl_ms=2, models=("sim-model",))) as slower:
+        worse = run(evals, slower.url, repeat=2, baseline=first["id"])
+    assert worse["verdict"]["verdict"] == "worse", worse["verdict"]
+    assert any(c["metric"] == "s0:ttft_p50" and c["verdict"] == "worse" for c in worse["verdict"]["comparisons"])
