@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         LogQuery,
         ObjectQuery,
         ReconcileBody,
+        RunRequest,
         TerminalCreate,
     )
 
@@ -270,3 +271,15 @@ def close_job_terminals(ctx: Context, job_name: str) -> Any:
     from vllmbench.store.terminals import TerminalSessions
 
     return {"closed": TerminalSessions(ctx.db).request_close({"job": job_name}, "closed through DELETE /terminal/job")}
+
+
+# -- the original POST /run -------------------------------------------------------------
+
+@app.route("POST", "/run", body=f"{MODELS}:RunRequest", status=202, tag="deploy")
+def run(ctx: Context, body: RunRequest) -> Reply:
+    """The original deployer's benchmark run: forwarded to the evaluations (port 8004) as POST /evaluate."""
+    from vllmbench.services import Service
+
+    token = ctx.settings.api_token.get_secret_value() if ctx.settings.api_token else None
+    answer = Service("benchmark-eval", ctx.settings.eval_url, token=token).post("/evaluate", body.evaluation())
+    return Reply({**answer, "forwarded_to": f"{ctx.settings.eval_url.rstrip('/')}/evaluations/{answer['id']}"}, 202)

@@ -19,7 +19,7 @@ KUBERNETES_SCHEMA_VERSION = "1.37.0"
 
 # function folder -> (Knative Service, stable port): the one table the embedded stack uses too
 FUNCTIONS = SERVICES
-WORKLOAD_MANAGERS = {"benchmark-deployer", "benchmark-vllm"}
+WORKLOAD_MANAGERS = {"benchmark-deployer", "benchmark-vllm", "benchmark-eval"}
 
 
 def _eventing_present() -> bool:
@@ -74,7 +74,7 @@ def test_six_functions_scale_to_zero_behind_their_original_ports(render: Any, ta
         assert re.findall(r"set \$upstream (\S+);", server) == [f"{name}.vllmbench.svc.cluster.local"]
 
 
-def test_only_deployer_and_vllm_manage_workloads_and_nobody_is_cluster_admin(render: Any) -> None:
+def test_only_deployer_vllm_and_eval_manage_workloads_and_nobody_is_cluster_admin(render: Any) -> None:
     docs = render("prod")
     bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
     roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
@@ -92,7 +92,7 @@ def test_only_deployer_and_vllm_manage_workloads_and_nobody_is_cluster_admin(ren
         if binding["kind"] == "ClusterRoleBinding":
             assert not writes, "no cluster-wide write permission"
         if writes:
-            assert subjects <= WORKLOAD_MANAGERS | {"benchmark-deployer"}, binding["metadata"]["name"]
+            assert subjects <= WORKLOAD_MANAGERS, binding["metadata"]["name"]
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))

@@ -70,3 +70,36 @@ class JobTerminal(Strict):
     shell: Shell = "/bin/sh"
     cols: int = Field(80, ge=10, le=1000)
     rows: int = Field(24, ge=5, le=500)
+
+
+class RunRequest(Strict):
+    """The original deployer's ``POST /run``: one benchmark run, now an evaluation request."""
+
+    project_id: str = Field(pattern=NAMESPACE, description="The project.")
+    benchmark_type: str | None = Field(None, max_length=50,
+                                       description="The harness: vllmbench, guidellm, vllm-bench-serve or lm-eval.")
+    name: str | None = Field(None, max_length=63, description="A name for the run (the evaluation's id).")
+    job_file_id: str | None = Field(None, max_length=300, description="A job template: templates/<name>.yaml.")
+    config_file_id: str = Field(max_length=300, description="A benchmark profile: benchmarks/<name>.yaml.")
+    vllm_model_endpoint: str = Field(min_length=8, max_length=500, description="URL of the server to benchmark.")
+    model_name: str | None = Field(None, max_length=300)
+
+    def evaluation(self) -> dict:
+        """The body of the evaluations' ``POST /evaluate`` this request stands for."""
+        import re
+
+        def stem(path: str, folder: str) -> str:
+            name = path.strip("/").removeprefix(f"{folder}/")
+            return re.sub(r"\.ya?ml$", "", name)
+
+        body: dict = {"project": self.project_id, "benchmark": stem(self.config_file_id, "benchmarks"),
+                      "target_url": self.vllm_model_endpoint}
+        if self.job_file_id:
+            body["template"] = stem(self.job_file_id, "templates")
+        elif self.benchmark_type:
+            body["harness"] = self.benchmark_type
+        if self.name:
+            body["name"] = re.sub(r"[^a-z0-9-]", "-", self.name.lower()).strip("-")[:63] or None
+        if self.model_name:
+            body["model_name"] = self.model_name
+        return {k: v for k, v in body.items() if v is not None}

@@ -81,3 +81,20 @@ def test_a_real_run_is_stored_and_judged_and_a_planted_regression_is_worse(stack
         worse = run(evals, slower.url, repeat=2, baseline=first["id"])
     assert worse["verdict"]["verdict"] == "worse", worse["verdict"]
     assert any(c["metric"] == "s0:ttft_p50" and c["verdict"] == "worse" for c in worse["verdict"]["comparisons"])
+
+
+def test_the_original_deployers_run_becomes_an_evaluation(stack: Any, serve_function: Any, tmp_path: Path) -> None:
+    evals, _ = stack
+    deployer = serve_function("deploy", eval_url=evals.url, runtime="local", local_runtime_dir=str(tmp_path / "d"),
+                              data_dir=str(tmp_path / "dd"))
+    answer = deployer.post("/run", json={"project_id": "demo", "benchmark_type": "vllmbench", "name": "Night Run",
+                                         "config_file_id": "benchmarks/chat.yaml",
+                                         "vllm_model_endpoint": "http://127.0.0.1:9/"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["id"] == "night-run"
+    evaluation = evals.get("/evaluations/night-run").json()
+    assert evaluation["request"]["benchmark"] == "chat" and evaluation["server_url"] == "http://127.0.0.1:9"
+    evals.delete("/evaluations/night-run")
+    refused = deployer.post("/run", json={"project_id": "demo", "config_file_id": "benchmarks/absent.yaml",
+                                          "vllm_model_endpoint": "http://127.0.0.1:9/"})
+    assert refused.status_code == 422 and "absent" in refused.json()["message"]
