@@ -57,6 +57,12 @@ class ProjectSpec(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class VerdictPolicy(Strict):
+    """How an evaluation of this profile is judged against its baseline."""
+
+    threshold_percent: float = Field(5.0, gt=0, le=100, description="A change smaller than this is 'same'.")
+
+
 class BenchmarkSpec(Strict):
     """``benchmarks/<name>.yaml``: one benchmark profile (load, dataset, SLOs).
 
@@ -74,6 +80,7 @@ class BenchmarkSpec(Strict):
     harness: Harness | None = None
     repeat: int = Field(1, ge=1, le=100)
     tags: list[str] = Field(default_factory=list)
+    verdict: VerdictPolicy | None = Field(None, description="Threshold of the evaluations' verdicts.")
 
 
 class _Metadata(Open):
