@@ -12,7 +12,7 @@ so a typo is an error instead of a silently ignored setting.
 | template | ``projects/<p>/templates/<name>.yaml`` | a mapping |
 | deployment | ``deployments/<ns>/<kind>-<name>.yaml`` | Kubernetes objects (apiVersion, kind, metadata.name) |
 | model_server | ``models/<ns>/<server>.yaml`` | :class:`vllmbench.models.servers.ModelServerSpec` |
-| schedule | ``schedules/<name>.yaml`` | a mapping |
+| schedule | ``schedules/<name>.yaml`` | :class:`vllmbench.models.evaluations.ScheduleSpec` |
 | yaml / text | anything else | YAML parses / nothing |
 """
 
@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from vllmbench.errors import ValidationFailed
 from vllmbench.models.base import Open, Strict
+from vllmbench.models.evaluations import ScheduleSpec
 from vllmbench.models.results import Harness, LoadProfile, Slo
 from vllmbench.models.servers import ModelServerSpec
 
@@ -105,7 +106,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "deployment": KubernetesObject,
     "template": Mapping,
     "model_server": ModelServerSpec,
-    "schedule": Mapping,
+    "schedule": ScheduleSpec,
 }
 SINGLE_DOCUMENT = {"project", "benchmark", "model_server"}
 

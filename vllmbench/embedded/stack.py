@@ -158,7 +158,13 @@ class Stack:
             port = self.port(folder)
             env = {**os.environ, "MONGO_URL": mongo_url, "K_SINK": f"http://127.0.0.1:{self.broker_port}/",
                    "GITOPS_REPO_URL": repo_url, "VLLMBENCH_FUNCTION": folder,
-                   "VLLMBENCH_DATA_DIR": str(self.data_dir), "THREADS": "8", "PYTHONUNBUFFERED": "1"}
+                   "VLLMBENCH_DATA_DIR": str(self.data_dir), "THREADS": "8", "PYTHONUNBUFFERED": "1",
+                   # how the functions reach each other here (shifted with the ports in tests)
+                   "VLLMBENCH_MANAGER_URL": self.url("sync"), "VLLMBENCH_RESULTS_URL": self.url("results"),
+                   "VLLMBENCH_VLLM_URL": self.url("vllm_deploy"), "VLLMBENCH_EVAL_URL": self.url("eval"),
+                   # the original POST /evaluate {model_name, vllm-url} evaluates the example project
+                   "VLLMBENCH_EVAL_DEFAULT_PROJECT": os.environ.get("VLLMBENCH_EVAL_DEFAULT_PROJECT", EXAMPLE_PROJECT),
+                   "VLLMBENCH_EVAL_DEFAULT_BENCHMARK": os.environ.get("VLLMBENCH_EVAL_DEFAULT_BENCHMARK", "chat-short")}
             argv = [str(launcher), "--target=handle", f"--source={REPO / 'functions' / folder / 'main.py'}",
                     f"--port={port}", "--host=127.0.0.1"]
             self.processes.append(Process(service, argv, log=self.data_dir / "logs" / f"{folder}.log", env=env,
