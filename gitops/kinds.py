@@ -62,6 +62,9 @@ class VerdictPolicy(Strict):
     """How an evaluation of this profile is judged against its baseline."""
 
     threshold_percent: float = Field(5.0, gt=0, le=100, description="A change smaller than this is 'same'.")
+    metrics: list[str] | None = Field(
+        None, max_length=50, description="The metrics that decide (default: TTFT, ITL, TPOT and e2e p50 and p99, "
+        "throughput, goodput, accuracy); tails (p99) are noisier and want more repeats.")
 
 
 class BenchmarkSpec(Strict):

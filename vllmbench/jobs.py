@@ -50,21 +50,26 @@ def finished(job: dict[str, Any]) -> bool:
                for c in ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget"))
 
 
+def last_lines(runtime: Runtime, namespace: str, pods: list[dict[str, Any]], *, lines: int = 10,
+               newest: int = 3) -> dict[str, dict[str, list[str]]]:
+    """Pod -> container -> its last log lines, for the ``newest`` pods (what a failure message quotes)."""
+    tails: dict[str, dict[str, list[str]]] = {}
+    for pod in pods[-newest:]:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            try:
+                tails.setdefault(pod["metadata"]["name"], {})[status["name"]] = list(
+                    runtime.logs(namespace, pod["metadata"]["name"], container=status["name"], tail_lines=lines))
+            except (UserError, RetryableError):
+                continue
+    return tails
+
+
 def job_status(runtime: Runtime, namespaces: list[str], name: str, namespace: str | None) -> dict[str, Any]:
     job = find_job(runtime, namespaces, name, namespace)
     pods = job_pods(runtime, job)
     state = health(job, pods=pods)
     if state.state in ("failed", "pending"):
-        tails = {}
-        for pod in pods[-3:]:
-            for status in (pod.get("status") or {}).get("containerStatuses") or []:
-                try:
-                    tails.setdefault(pod["metadata"]["name"], {})[status["name"]] = list(
-                        runtime.logs(job["metadata"]["namespace"], pod["metadata"]["name"],
-                                     container=status["name"], tail_lines=10))
-                except (UserError, RetryableError):
-                    continue
-        state = health(job, pods=pods, logs=tails)
+        state = health(job, pods=pods, logs=last_lines(runtime, job["metadata"]["namespace"], pods))
     status = job.get("status") or {}
     meta = job["metadata"]
     return {

@@ -139,7 +139,7 @@ def prepare(settings: Any, body: EvaluateRequest, *, now: dt.datetime, manager: 
                "template_text": template.job, "template_harness": template.harness, "template_line": template.job_line,
                "harness": template.harness, "repeat": repeat, "baseline": body.baseline, "labels": body.labels,
                "namespace": namespace, "threshold_percent": float((profile.get("verdict") or {}).get(
-                   "threshold_percent", 5.0))}
+                   "threshold_percent", 5.0)), "verdict_metrics": (profile.get("verdict") or {}).get("metrics")}
     ev = machine.new(eid, request=request, at=at, timeout_s=body.timeout_s or settings.eval_timeout_s,
                      repeats=repeat, now=now, server=server, target_url=url, model=model, schedule=schedule)
     ev["key"] = f"{project}/{benchmark}/{(server or {}).get('namespace', '')}/{(server or {}).get('name', url)}"

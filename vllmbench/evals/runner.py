@@ -141,8 +141,10 @@ class Evaluator:
 
     def judge(self, ev: dict[str, Any]) -> dict[str, Any]:
         baseline, baseline_id = self._baseline(ev)
+        chosen = ev["request"].get("verdict_metrics")
         result = verdict.judge(ev["repeats"], baseline["repeats"] if baseline else None, baseline_id=baseline_id,
-                               threshold_percent=ev["request"].get("threshold_percent", verdict.DEFAULT_THRESHOLD_PERCENT))
+                               threshold_percent=ev["request"].get("threshold_percent", verdict.DEFAULT_THRESHOLD_PERCENT),
+                               metrics=tuple(chosen) if chosen else verdict.KEY_METRICS)
         with self._exclusive(ev["_id"]):
             current = self.store.get(ev["_id"])
             nxt, actions = machine.judged(current, result, _now())
@@ -211,7 +213,7 @@ class Evaluator:
         return moved
 
     def _follow_jobs(self, ev: dict[str, Any]) -> dict[str, Any]:
-        from vllmbench.jobs import job_pods
+        from vllmbench.jobs import job_pods, last_lines
         from vllmbench.reconcile.health import health
 
         if ev["state"] not in ("running", "collecting"):
@@ -226,7 +228,7 @@ class Evaluator:
             pods = job_pods(runtime, job)
             state = health(job, pods=pods)
             if state.state in ("failed",):
-                tails = _tails(runtime, ev["request"]["namespace"], pods)
+                tails = last_lines(runtime, ev["request"]["namespace"], pods, newest=2)
                 state = health(job, pods=pods, logs=tails)
             mapped = {"complete": "complete", "failed": "failed", "running": "running", "unsupported": "failed"}.get(
                 state.state)
@@ -234,15 +236,3 @@ class Evaluator:
                 ev = self.apply(ev["_id"], {"id": f"job-{repeat['job']}-{mapped}", "type": "job", "job": repeat["job"],
                                             "state": mapped, "reason": f"{state.reason}: {state.message}"})
         return ev
-
-
-def _tails(runtime: Any, namespace: str, pods: list[dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
-    tails: dict[str, dict[str, list[str]]] = {}
-    for pod in pods[-2:]:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            try:
-                tails.setdefault(pod["metadata"]["name"], {})[status["name"]] = list(
-                    runtime.logs(namespace, pod["metadata"]["name"], container=status["name"], tail_lines=10))
-            except (UserError, RetryableError):
-                continue
-    return tails

@@ -7,9 +7,10 @@ t). Against a baseline a metric is:
 
 - **worse** only when the change is beyond the profile's threshold (default 5%) in the
   bad direction **and** outside the noise: Welch's t-test across repeats at p < 0.05
-  when both sides have two or more trustworthy repeats; with a single repeat on a side,
-  the change must exceed the run-to-run noise the other side shows, or, without any
-  noise estimate, twice the threshold, and the verdict says that its noise is unknown;
+  when both sides have two or more trustworthy repeats; with a single repeat on one side,
+  it must fall outside the 95% prediction interval of the other side's repeats; with a
+  single repeat on each side (no noise estimate), beyond twice the threshold, and the
+  verdict says that its noise is unknown;
 - **better** by the same rule in the good direction; **same** otherwise.
 
 Repeats marked untrustworthy by their harness are left out and named. No trustworthy
@@ -120,19 +121,19 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], *, metric: str, t
         out["test"] = {"name": "welch_t", "p_value": p}
         if p >= 0.05:
             return {**out, "verdict": "same", "reason": f"{change:+.1f}% is within the noise (Welch's t-test p={p:.3f})"}
+    elif (current["n"] >= 2) != (baseline["n"] >= 2):
+        many, one = (current, baseline) if current["n"] >= 2 else (baseline, current)
+        # one repeat against several: is it outside where a next repeat of the other side would fall?
+        half = t95(many["n"] - 1) * (many["stddev"] or 0.0) * math.sqrt(1 + 1 / many["n"])
+        out["test"] = {"name": "prediction_interval_95", "half_width": round(half, 6)}
+        if abs(one["mean"] - many["mean"]) <= half:
+            return {**out, "verdict": "same", "reason": f"{change:+.1f}% is within the 95% prediction interval of "
+                    f"the side with {many['n']} repeats (one repeat on the other)"}
     else:
-        spread = [s["stddev"] / s["mean"] * 100 for s in (current, baseline) if s.get("stddev") and s["mean"]]
-        if spread:
-            noise = 2 * max(spread)
-            out["test"] = {"name": "noise_from_one_side", "noise_percent": round(noise, 3)}
-            if abs(change) <= noise:
-                return {**out, "verdict": "same", "reason": f"{change:+.1f}% is within twice the run-to-run noise "
-                        f"({noise:.1f}%) of the side with repeats"}
-        else:
-            out["test"] = {"name": "none", "note": "one repeat on each side: noise unknown; run with repeat >= 2"}
-            if abs(change) <= 2 * threshold:
-                return {**out, "verdict": "same", "reason": f"{change:+.1f}% is within twice the threshold and the "
-                        "noise is unknown (one repeat each); run with repeat >= 2 to judge smaller changes"}
+        out["test"] = {"name": "none", "note": "one repeat on each side: noise unknown; run with repeat >= 2"}
+        if abs(change) <= 2 * threshold:
+            return {**out, "verdict": "same", "reason": f"{change:+.1f}% is within twice the threshold and the "
+                    "noise is unknown (one repeat each); run with repeat >= 2 to judge smaller changes"}
     word = "worse" if bad else "better"
     return {**out, "verdict": word, "reason": f"{change:+.1f}% ({'higher' if change > 0 else 'lower'} is "
             f"{word} for {metric.split(':', 1)[-1]})"}

@@ -24,6 +24,7 @@ from typing import Any
 
 from vllmbench.errors import Forbidden, RetryableError, UserError, ValidationFailed
 from vllmbench.logs import get_logger, info
+from vllmbench.jobs import last_lines
 from vllmbench.reconcile.drift import same_live
 from vllmbench.reconcile.health import Health, health
 from vllmbench.reconcile.objects import Desired, mark, owner_labels
@@ -215,21 +216,9 @@ class Reconciler:
             pods = pods_of(live, pods_by_ns.get(ref.namespace, []))
             result = health(live, pods=pods, unsupported=self.runtime.unsupported(live) if live else None)
             if result.state in ("failed", "pending") and pods:
-                result = health(live, pods=pods, logs=self._last_lines(ref.namespace, pods),
+                result = health(live, pods=pods, logs=last_lines(self.runtime, ref.namespace, pods),
                                 unsupported=self.runtime.unsupported(live) if live else None)
             outcome.health[ref] = result
-
-    def _last_lines(self, namespace: str, pods: list[dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
-        lines: dict[str, dict[str, list[str]]] = {}
-        for pod in pods[-3:]:
-            name = pod["metadata"]["name"]
-            for status in (pod.get("status") or {}).get("containerStatuses") or []:
-                try:
-                    lines.setdefault(name, {})[status["name"]] = list(
-                        self.runtime.logs(namespace, name, container=status["name"], tail_lines=10))
-                except (UserError, RetryableError):
-                    continue
-        return lines
 
     def _record(self, outcome: Outcome, *, desired_commit: str) -> None:
         docs, forget = [], []

@@ -18,10 +18,15 @@ from vllmbench.simulator import SimConfig, SimulatorProcess
 
 pytestmark = pytest.mark.slow
 
-PROFILE = {"model": "sim-model", "load": {"mode": "rate", "arrival": "constant", "rate_rps": 8, "duration_s": 3,
+# Short and light, so that a loaded CI machine keeps the client on schedule; a 10% threshold, so
+# that a 30% TTFT regression is far beyond it and run-to-run noise on two shared cores is not.
+PROFILE = {"model": "sim-model", "load": {"mode": "rate", "arrival": "constant", "rate_rps": 4, "duration_s": 3,
                                           "input_tokens": {"kind": "fixed", "mean": 32},
                                           "output_tokens": {"kind": "fixed", "mean": 16}},
-           "slo": {"ttft_ms": 500}}
+           "slo": {"ttft_ms": 500},
+           # medians decide here: a p99 of a 3 s run on two shared cores moves by a third from run to run
+           "verdict": {"threshold_percent": 10, "metrics": ["ttft_p50", "tpot_p50", "e2e_p50", "output_tokens_per_s"]}}
+ATTEMPTS = 3
 
 
 @pytest.fixture
@@ -57,30 +62,38 @@ def stack(serve_function: Any, tmp_path: Path) -> Any:
 
 
 def run(evals: Any, url: str, **body: Any) -> dict[str, Any]:
-    answer = evals.post("/evaluate", json={"project": "demo", "benchmark": "chat", "target_url": url, **body})
-    assert answer.status_code == 202, answer.text
-    evaluation = answer.json()["id"]
-    return wait_for(lambda: (d := evals.get(f"/evaluations/{evaluation}").json())["state"] in
-                    ("done", "failed", "timed_out") and d, timeout_s=120, what=f"evaluation {evaluation} to end")
+    """An evaluation to its end. A run the harness itself marks untrustworthy (a client starved on a
+    loaded machine) gets no verdict, rightly; it is run again, up to ATTEMPTS times."""
+    for _ in range(ATTEMPTS):
+        answer = evals.post("/evaluate", json={"project": "demo", "benchmark": "chat", "target_url": url, **body})
+        assert answer.status_code == 202, answer.text
+        evaluation = answer.json()["id"]
+        done = wait_for(lambda: (d := evals.get(f"/evaluations/{evaluation}").json())["state"] in
+                        ("done", "failed", "timed_out") and d, timeout_s=120, what=f"evaluation {evaluation} to end")
+        if (done.get("verdict") or {}).get("verdict") != "untrustworthy":
+            return done
+    return done
 
 
 def test_a_real_run_is_stored_and_judged_and_a_planted_regression_is_worse(stack: Any) -> None:
     evals, results = stack
-    with SimulatorProcess(SimConfig(port=0, ttft_ms=40, itl_ms=2, models=("sim-model",))) as sim:
-        first = run(evals, sim.url, repeat=2)
+    with SimulatorProcess(SimConfig(port=0, ttft_ms=40, itl_ms=10, models=("sim-model",))) as sim:
+        first = run(evals, sim.url, repeat=3)
         assert first["state"] == "done", first["timeline"]
         run_ids = [r["run_id"] for r in first["repeats"]]
         stored = results.get(f"/runs/{run_ids[0]}").json()
         assert stored["standardized"] and stored["raw"][0]["harness"]["name"] == "vllmbench"
         ttft = first["verdict"]["metrics"]["s0:ttft_p50"]
-        assert ttft["n"] == 2 and 35 < ttft["mean"] < 80
+        assert ttft["n"] == sum(1 for r in first["repeats"] if r["trustworthy"]) and 35 < ttft["mean"] < 80
         assert first["verdict"]["verdict"] == "no_baseline"
-        same = run(evals, sim.url, repeat=2)
-        assert same["verdict"]["baseline"] == first["id"] and same["verdict"]["verdict"] == "same", same["verdict"]
-    with SimulatorProcess(SimConfig(port=0, ttft_ms=52, itl_ms=2, models=("sim-model",))) as slower:
-        worse = run(evals, slower.url, repeat=2, baseline=first["id"])
-    assert worse["verdict"]["verdict"] == "worse", worse["verdict"]
-    assert any(c["metric"] == "s0:ttft_p50" and c["verdict"] == "worse" for c in worse["verdict"]["comparisons"])
+        same = run(evals, sim.url, repeat=3)
+        worse_now = [(c["metric"], c["change_percent"], c["reason"]) for c in same["verdict"]["comparisons"]
+                     if c["verdict"] != "same"]
+        assert same["verdict"]["baseline"] == first["id"] and same["verdict"]["verdict"] == "same", worse_now
+    with SimulatorProcess(SimConfig(port=0, ttft_ms=52, itl_ms=10, models=("sim-model",))) as slower:
+        worse = run(evals, slower.url, repeat=3, baseline=first["id"])
+    verdicts = {c["metric"]: (c["verdict"], c["change_percent"]) for c in worse["verdict"].get("comparisons", [])}
+    assert worse["verdict"]["verdict"] == "worse" and verdicts["s0:ttft_p50"][0] == "worse", verdicts
 
 
 def test_the_original_deployers_run_becomes_an_evaluation(stack: Any, serve_function: Any, tmp_path: Path) -> None:

@@ -39,6 +39,12 @@ def test_one_repeat_each_needs_twice_the_threshold() -> None:
     assert judge([repeat(26.0)], [repeat(20.0)], baseline_id="b")["verdict"] == "worse"  # +30%
 
 
+def test_one_repeat_against_several_uses_their_prediction_interval() -> None:
+    assert judge([repeat(21.0)], BASE, baseline_id="b")["verdict"] == "same"      # +4.7%: inside anyway
+    assert judge([repeat(21.5)], BASE, baseline_id="b")["verdict"] == "same"      # +7.1%: beyond the threshold, inside the interval
+    assert judge([repeat(26.0)], BASE, baseline_id="b")["verdict"] == "worse"     # +29.8%, outside it
+
+
 def test_no_baseline_gives_the_figures() -> None:
     result = judge(BASE, None, baseline_id=None)
     assert result["verdict"] == "no_baseline"
