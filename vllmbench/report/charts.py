@@ -152,7 +152,7 @@ def distributions(curves: Sequence[Curve]) -> list[str]:
         notes = [f"showing {MAX_LINES} of {len(lines)} lines"] if len(lines) > MAX_LINES else []
         lines = lines[:MAX_LINES]
         # A long tail flattens the body: end the axis near the largest p99.9 and say where the max is.
-        p999 = max((x for ln in lines if ln.from_samples for x, q in ln.points if abs(q - 99.9) < 1e-6), default=None)
+        p999 = max((x for ln in lines for x, q in ln.points if abs(q - 99.9) < 1e-6), default=None)
         top = max((x for ln in lines for x, _ in ln.points), default=0.0)
         crop = p999 if p999 is not None and top > p999 * 1.5 else None
         series = []

@@ -140,7 +140,18 @@ def summary_table(rows: Sequence[tuple[str, StandardizedRecord]]) -> str:
                     f"<td>{fmt(res.throughput.requests_per_s)}</td><td>{fmt(res.throughput.output_tokens_per_s)}</td>"
                     f"<td>{_pair(lat.ttft)}</td><td>{_pair(lat.itl)}</td><td>{_pair(lat.tpot)}</td>"
                     f"<td>{_pair(lat.e2e)}</td><td>{good}</td><td>{trust}</td></tr>")
-    return f'<div class="scroll"><table class="data"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table></div>'
+    return fold(f'<div class="scroll"><table class="data"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+                "</div>", len(body))
+
+
+FOLD_ROWS = 24
+
+
+def fold(table: str, rows: int) -> str:
+    """A long table behind a click (no script: <details>), so that the charts stay near the top."""
+    if rows <= FOLD_ROWS:
+        return table
+    return f"<details><summary>{rows} rows (click to show)</summary>{table}</details>"
 
 
 def trust_banner(rows: Sequence[tuple[str, StandardizedRecord]]) -> str:

@@ -53,7 +53,9 @@ def pareto(curves: Sequence[Curve]) -> list[str]:
                                      marked=[untrusted(r) for _, r, _, _ in mine],
                                      tips=[f"{curve.label} stage {r.run.stage}: {fmt(x)} tokens/s, {title} {fmt(y)} {units}"
                                            + (" UNTRUSTWORTHY" if untrusted(r) else "") for _, r, x, y in mine]))
-        series.append(Series("Pareto front", [(rows[k][2], rows[k][3]) for k in on_front], FRONT_COLOR, markers=False))
+        # The front's own dots sit inside the runs' larger ones: a point on the front has a dark centre.
+        series.append(Series("Pareto front", [(rows[k][2], rows[k][3]) for k in on_front], FRONT_COLOR,
+                             tips=[f"on the front: {rows[k][0].label}@{rows[k][1].run.stage}" for k in on_front]))
         plot = Plot(f"{title} against output throughput", "output throughput (tokens/s)", f"{title} ({units})",
                     series, x_from_zero=True)
         keys = [(s.name, s.color, False) for s in series]

@@ -32,7 +32,9 @@ def table(labels: Sequence[str], records: Sequence[StandardizedRecord],
     noise-aware judgement; without it the colours show the direction only.
     """
     result = compare(list(records))
-    head = "".join(f"<th>{escape(label)}{' (baseline)' if i == 0 else ''}</th>" for i, label in enumerate(labels))
+    head = "".join(f"<th>{escape(label)}{' (baseline)' if i == 0 else ''}"
+                   + ('<br><span class="badge bad">UNTRUSTWORTHY</span>' if run["trustworthy"] is False else "")
+                   + "</th>" for i, (label, run) in enumerate(zip(labels, result["runs"])))
     body = []
     for metric in result["metrics"]:
         cells = []

@@ -170,9 +170,12 @@ def line_plot(plot: Plot) -> str:
                        f'<text x="{WIDTH - RIGHT - 4}" y="{_n(frame.y(rule.value) - 4)}" text-anchor="end">'
                        f"{escape(rule.label)}</text></g>")
         else:
-            x = _n(frame.x(rule.value))
-            out.append(f'<g class="rule"><line x1="{x}" x2="{x}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>'
-                       f'<text x="{_n(frame.x(rule.value) + 4)}" y="{HEIGHT - BOTTOM - 6}">{escape(rule.label)}</text></g>')
+            px = frame.x(rule.value)
+            # The label sits right of the line, or left of it near the right edge.
+            place = (f'x="{_n(px - 4)}" text-anchor="end"' if px > LEFT + 0.8 * (WIDTH - LEFT - RIGHT)
+                     else f'x="{_n(px + 4)}"')
+            out.append(f'<g class="rule"><line x1="{_n(px)}" x2="{_n(px)}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>'
+                       f'<text {place} y="{HEIGHT - BOTTOM - 6}">{escape(rule.label)}</text></g>')
     for s in plot.series:
         _draw_series(out, frame, s)
     out.append("</svg>")
@@ -191,7 +194,8 @@ def _draw_series(out: list[str], frame: _Frame, s: Series) -> None:
             out.append(f'<circle class="untrusted" cx="{_n(px)}" cy="{_n(py)}" r="8"/>')
         if s.markers:
             tip = s.tips[i] if i < len(s.tips) else f"{s.name}: {fmt(s.points[i][0])}, {fmt(s.points[i][1])}"
-            out.append(f'<circle class="{"hollow" if s.dashed else "dot"}" cx="{_n(px)}" cy="{_n(py)}" r="3.5">'
+            out.append(f'<circle class="{"hollow" if s.dashed else "dot"}" cx="{_n(px)}" cy="{_n(py)}" '
+                       f'r="{3.5 if s.line else 5}">'
                        f"<title>{escape(tip)}</title></circle>")
     out.append("</g>")
 
@@ -234,11 +238,17 @@ def bar_plot(title: str, x_label: str, y_label: str, categories: Sequence[str], 
     return "".join(out)
 
 
+MAX_LEGEND = 16
+
+
 def legend(entries: Sequence[tuple[str, int, bool]], *, untrusted: bool = False) -> str:
-    """HTML under a chart: (name, colour, dashed) swatches; the ring explained when drawn."""
+    """HTML under a chart: (name, colour, dashed) swatches; the ring explained when drawn.
+    Past MAX_LEGEND entries colours repeat, and the rest are named in the points' tooltips."""
     items = [f'<span class="key"><svg viewBox="0 0 24 10" class="swatch s{color % PALETTE_SIZE}">'
              f'<line x1="1" x2="23" y1="5" y2="5" class="{"dashed" if dashed else "solid"}"/></svg>{escape(name)}</span>'
-             for name, color, dashed in entries]
+             for name, color, dashed in entries[:MAX_LEGEND]]
+    if len(entries) > MAX_LEGEND:
+        items.append(f'<span class="key">and {len(entries) - MAX_LEGEND} more: a point\'s tooltip names it</span>')
     if untrusted:
         items.append('<span class="key"><svg viewBox="0 0 24 18" class="swatch"><circle class="untrusted" cx="12" '
                      'cy="9" r="7"/></svg>untrustworthy stage</span>')

@@ -7,6 +7,7 @@ from html import escape
 
 from vllmbench.harness.config import Thresholds
 from vllmbench.report.charts import Curve, figure, load_label, untrusted
+from vllmbench.report.page import fold
 from vllmbench.report.svg import Plot, Rule, Series, Stack, bar_plot, fmt, legend, line_plot
 
 THRESHOLDS = Thresholds()  # the load generator's defaults; a record does not say which were used
@@ -41,8 +42,8 @@ def failures(curves: Sequence[Curve]) -> list[str]:
         + escape(", ".join(f"{k}={v}" for k, v in sorted(curve.records[i].results.requests.failures_by_cause.items()))
                  or "-") + "</td></tr>"
         for curve, i, label in points)
-    table = (f'<table class="data"><thead><tr><th>stage</th><th>failed</th><th>of total</th><th>by cause</th></tr>'
-             f"</thead><tbody>{rows}</tbody></table>")
+    table = fold(f'<table class="data"><thead><tr><th>stage</th><th>failed</th><th>of total</th><th>by cause</th></tr>'
+                 f"</thead><tbody>{rows}</tbody></table>", len(points))
     return [figure("Failed requests by cause", svg, legend([(s.name, s.color, False) for s in stacks])), table]
 
 
@@ -78,7 +79,7 @@ def trust_table(curves: Sequence[Curve]) -> str:
     head = ("<tr><th>stage</th><th>load</th><th>schedule delay p50 (ms)</th><th>schedule delay p99 (ms)</th>"
             "<th>requested (req/s)</th><th>achieved (req/s)</th><th>achieved / requested</th>"
             "<th>client CPU (% of a core)</th><th>cap wait p99 (ms)</th><th>trust</th></tr>")
-    return f'<table class="data trust"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    return fold(f'<table class="data trust"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>', len(rows))
 
 
 def trust_charts(curves: Sequence[Curve]) -> list[str]:
