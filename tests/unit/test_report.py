@@ -154,3 +154,24 @@ def test_reports_stay_small_however_many_requests_and_runs():
             for i in range(50)]
     size = len(compare_report(many, generated_at="t").encode())
     assert size < 1_500_000, size
+
+
+def test_throughput_over_time_is_a_sliding_window_that_keeps_its_rate_at_the_edges():
+    from vllmbench.report.charts import rolling
+
+    steady = [(i / 10, 16) for i in range(1, 101)]  # a response of 16 tokens every 100 ms for 10 s
+    points = rolling(steady, 1.0, 0.25, 10.0)
+    assert points[0][0] == 0.0 and points[-1][0] == 10.0
+    assert all(tokens == pytest.approx(160, rel=0.25) for _, tokens, _ in points)
+    assert all(requests == pytest.approx(10, rel=0.25) for *_, requests in points)
+    stalled = [(t, n) for t, n in steady if not 4.0 < t <= 6.0]  # the server stops for 2 s
+    assert min(tokens for t, tokens, _ in rolling(stalled, 1.0, 0.25, 10.0) if 4.5 <= t <= 5.5) == 0
+
+
+def test_a_verdict_is_printed_where_an_evaluation_judged_one_and_colours_say_direction_only():
+    base = run_data("base", [record("base", ttft=20.0)])
+    worse = run_data("worse", [record("worse", ttft=40.0)])
+    plain = compare_report([base, worse], generated_at="t")
+    assert "verdict:" not in plain and 'class="worse">▲' in plain  # TTFT went up: red, not judged
+    judged = compare_report([base, worse], generated_at="t", verdicts={"worse": {"ttft_p50": "worse"}})
+    assert judged.count("verdict: worse") == 1

@@ -6,13 +6,14 @@ draws one curve, a comparison one per run.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
 from vllmbench.models.results import Stats, StandardizedRecord
 from vllmbench.report.data import StageSamples
-from vllmbench.report.svg import Plot, Rule, Series, fmt, legend, line_plot, nice_ticks
+from vllmbench.report.svg import Plot, Rule, Series, fmt, legend, line_plot
 from vllmbench.stats import percentile
 
 # (field of Latency, name people read, units, field of Slo)
@@ -220,8 +221,27 @@ def goodput_vs_load(curves: Sequence[Curve]) -> list[str]:
                    f"goodput: requests that met every SLO ({escape(slo_text)}), per second")]
 
 
+def rolling(completions: Sequence[tuple[float, int]], window: float, step: float,
+            end: float) -> list[tuple[float, float, float]]:
+    """(time, output tokens/s, requests/s) over a window centred on each step, from 0 to ``end``.
+    Near the edges the window is cut to [0, end] and the rate divided by what is left of it."""
+    times = [t for t, _ in completions]
+    tokens = [0]
+    for _, n in completions:
+        tokens.append(tokens[-1] + n)
+    out = []
+    for i in range(int(end / step) + 1):
+        t = i * step
+        lo, hi = max(0.0, t - window / 2), min(end, t + window / 2)
+        if hi <= lo:
+            continue
+        a, b = bisect.bisect_right(times, lo), bisect.bisect_right(times, hi)
+        out.append((t, (tokens[b] - tokens[a]) / (hi - lo), (b - a) / (hi - lo)))
+    return out
+
+
 def throughput_over_time(curve: Curve) -> list[str]:
-    """Output tokens per second in time bins within each stage (needs per-request samples)."""
+    """Output tokens per second over a sliding window within each stage (needs per-request samples)."""
     stages = [(r, curve.samples[r.run.stage]) for r in curve.records if curve.samples.get(r.run.stage)]
     stages = [(r, s) for r, s in stages if s.completions]
     if not stages:
@@ -229,28 +249,24 @@ def throughput_over_time(curve: Curve) -> list[str]:
                        "Needs per-request samples, which are not stored where this report was read from "
                        "(a vllmbench run posted to the Results service, or vllmbench report --from its --out folder).")]
     end = max(s.completions[-1][0] for _, s in stages)
-    ticks = nice_ticks(0.0, end / 40 if end > 0 else 1.0, 1)
-    width = max(ticks[1] - ticks[0] if len(ticks) > 1 else ticks[0], 0.05)
+    busiest = max(len(s.completions) / max(s.completions[-1][0], 1e-3) for _, s in stages)
+    # Wide enough that a window holds about five responses of the busiest stage; narrow enough to show change.
+    window = max(end / 15, 5 / busiest, 1e-3)
     series, keys = [], []
     for k, (r, s) in enumerate(stages[:MAX_LINES]):
-        bins: dict[int, list[int]] = {}
-        for t, tokens in s.completions:
-            slot = bins.setdefault(int(t // width), [0, 0])
-            slot[0] += 1
-            slot[1] += tokens
-        last = max(bins)
-        points = [((i + 0.5) * width, bins.get(i, [0, 0])[1] / width) for i in range(last + 1)]
-        tips = [f"stage {r.run.stage}, {fmt(i * width)}-{fmt((i + 1) * width)} s: {fmt(y)} tokens/s, "
-                f"{fmt(bins.get(i, [0, 0])[0] / width)} requests/s" for i, (_, y) in enumerate(points)]
-        series.append(Series(stage_label(curve, r, many=False), points, k, markers=True, tips=tips))
+        points = rolling(s.completions, window, window / 4, s.completions[-1][0])
+        tips = [f"stage {r.run.stage} at {fmt(t)} s: {fmt(tok)} tokens/s, {fmt(req)} requests/s"
+                for t, tok, req in points]
+        series.append(Series(stage_label(curve, r, many=False), [(t, tok) for t, tok, _ in points], k,
+                             markers=False, tips=tips))
         keys.append((stage_label(curve, r, many=False), k, False))
     shade = []
     if len(stages) == 1 and stages[0][1].window_s:
         lo, hi = stages[0][1].window_s
-        shade = [(0.0, lo), (hi, end + width)] if lo > 0 or hi < end else []
+        shade = [(0.0, lo), (hi, end)] if lo > 0 or hi < end else []
     plot = Plot("throughput over time", "time since the stage started (s)", "output tokens/s", series,
                 shade=shade, x_from_zero=True)
-    note = f"responses completed per {fmt(width)} s bin"
+    note = f"responses completed in a sliding window of {fmt(window)} s"
     if shade:
         note += "; shaded: warm-up and cool-down, left out of the statistics"
     return [figure("Throughput over time within a stage", line_plot(plot), legend(keys), note)]
