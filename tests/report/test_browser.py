@@ -87,7 +87,9 @@ def test_the_untrustworthy_stage_is_marked_on_the_page(chromium, stored, tmp_pat
     path = tmp_path / "run-report.html"
     path.write_text(stored.get(f"/runs/{SWEEP_RUN}/report").text, encoding="utf-8")
     visit, pixels = look(chromium, path)
-    assert "Untrustworthy: 1 stage" in visit.facts["banner"] and "stage 1" in visit.facts["banner"]
+    # Stage 1 is untrustworthy by construction; stage 0 can be too on a busy machine (the client lags).
+    banner = visit.facts["banner"]
+    assert banner.startswith("⚠ Untrustworthy:") and "stage 1:" in banner and "in-flight cap" in banner
     assert visit.facts["rows"] >= 2  # the summary's and the trust table's row of stage 1
     assert visit.facts["rings"] >= 4
     # The red of the mark is on screen in the charts, not only in the markup.

@@ -84,6 +84,19 @@ def _records(items: list[dict[str, Any]]) -> list[Any]:
     return [StandardizedRecord.model_validate(item) for item in items]
 
 
+def fetch(results_url: str, api_token: str | None, path: str, params: dict[str, Any] | None = None, *,
+          as_json: bool = False) -> Any:
+    """The service's answer; with ``as_json`` it is printed as it came and None returned."""
+    try:
+        answer = ResultsClient(results_url, api_token).get(path, params)
+    except VllmbenchError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(answer, indent=2))
+        return None
+    return answer
+
+
 def register(app: typer.Typer) -> None:
     results = typer.Typer(help="Stored results: list, show, compare, export.", no_args_is_help=True)
     app.add_typer(results, name="results")
@@ -104,12 +117,8 @@ def register(app: typer.Typer) -> None:
 
         params = {"project": project, "model": model, "run_id": run_id, "harness": harness, "tag": tag,
                   "since": since, "until": until, "sort": sort, "limit": limit, "cursor": cursor}
-        try:
-            page = ResultsClient(results_url, api_token).get("/standardized_output", params)
-        except VllmbenchError as exc:
-            raise fail(exc) from None
-        if as_json:
-            typer.echo(json.dumps(page, indent=2))
+        page = fetch(results_url, api_token, "/standardized_output", params, as_json=as_json)
+        if page is None:
             return
         console = _console()
         console.print(listing(_records(page["items"])))
@@ -124,12 +133,8 @@ def register(app: typer.Typer) -> None:
         from vllmbench.harness.summary import print_summary
         from vllmbench.report.tables import raw_table, scenario
 
-        try:
-            found = ResultsClient(results_url, api_token).get(f"/runs/{urllib.parse.quote(run, safe='')}")
-        except VllmbenchError as exc:
-            raise fail(exc) from None
-        if as_json:
-            typer.echo(json.dumps(found, indent=2))
+        found = fetch(results_url, api_token, f"/runs/{urllib.parse.quote(run, safe='')}", as_json=as_json)
+        if found is None:
             return
         console = _console()
         records = _records(found["standardized"])
@@ -150,12 +155,8 @@ def register(app: typer.Typer) -> None:
 
         if len(runs) < 2:
             raise fail(UserError("give at least two runs to compare, e.g. vllmbench results compare run-a run-b"))
-        try:
-            result = ResultsClient(results_url, api_token).get("/compare", {"runs": ",".join(runs)})
-        except VllmbenchError as exc:
-            raise fail(exc) from None
-        if as_json:
-            typer.echo(json.dumps(result, indent=2))
+        result = fetch(results_url, api_token, "/compare", {"runs": ",".join(runs)}, as_json=as_json)
+        if result is None:
             return
         _console().print(comparison(result))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Any
 
 from vllmbench.compare import compare
 from vllmbench.models.results import StandardizedRecord
@@ -13,15 +14,22 @@ MAX_COLUMNS = 8
 VERDICT_CLASS = {"better": "better", "worse": "worse", "same": ""}
 
 
-def _difference(rel: float | None, absolute: float | None, better: str) -> str:
-    if absolute is None:
-        return ""
-    if absolute == 0:
-        return '<br><span class="note">same</span>'
-    improved = (absolute < 0) == (better == "lower")
-    arrow = "▲" if absolute > 0 else "▼"
-    text = f"{rel:+.1%}" if rel is not None else f"{fmt(absolute)}"
-    return f'<br><span class="{"better" if improved else "worse"}">{arrow} {text}</span>'
+def change(metric: dict[str, Any], i: int) -> tuple[bool, str] | None:
+    """Run ``i``'s move against the baseline in ``GET /compare``'s answer: (improved, "+12.3%"),
+    or None when there is none (the baseline itself, a missing figure, no change)."""
+    rel, absolute = metric["rel_diff"][i], metric["abs_diff"][i]
+    if i == 0 or absolute is None or absolute == 0:
+        return None
+    improved = (absolute < 0) == (metric["better"] == "lower")
+    return improved, f"{rel:+.1%}" if rel is not None else f"{absolute:+g}"
+
+
+def _difference(metric: dict[str, Any], i: int) -> str:
+    moved = change(metric, i)
+    if moved is None:
+        return '<br><span class="note">same</span>' if metric["abs_diff"][i] == 0 else ""
+    arrow = "▲" if metric["abs_diff"][i] > 0 else "▼"
+    return f'<br><span class="{"better" if moved[0] else "worse"}">{arrow} {moved[1]}</span>'
 
 
 def table(labels: Sequence[str], records: Sequence[StandardizedRecord],
@@ -42,7 +50,7 @@ def table(labels: Sequence[str], records: Sequence[StandardizedRecord],
             if value is None:
                 cells.append("<td>-</td>")
                 continue
-            diff = "" if i == 0 else _difference(metric["rel_diff"][i], metric["abs_diff"][i], metric["better"])
+            diff = "" if i == 0 else _difference(metric, i)
             verdict = (verdicts or {}).get(labels[i], {}).get(metric["metric"])
             judged = (f'<br><span class="{VERDICT_CLASS.get(verdict, "")}"><b>verdict: {escape(verdict)}</b></span>'
                       if verdict else "")

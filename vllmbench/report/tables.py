@@ -9,6 +9,7 @@ from rich.table import Table
 from vllmbench.models.results import StandardizedRecord
 from vllmbench.report.charts import load_label, untrusted
 from vllmbench.report.page import scenario_rows
+from vllmbench.report.sidebyside import change
 from vllmbench.report.svg import fmt
 
 
@@ -80,12 +81,8 @@ def comparison(result: dict[str, Any]) -> Table:
             if value is None:
                 cells.append("-")
                 continue
-            rel, diff = metric["rel_diff"][i], metric["abs_diff"][i]
-            if i == 0 or diff is None or diff == 0:
-                cells.append(fmt(value))
-                continue
-            better = (diff < 0) == (metric["better"] == "lower")
-            change = f"{rel:+.1%}" if rel is not None else f"{diff:+g}"
-            cells.append(f"{fmt(value)} [{'green' if better else 'red'}]({change})[/]")
+            moved = change(metric, i)
+            cells.append(fmt(value) if moved is None else
+                         f"{fmt(value)} [{'green' if moved[0] else 'red'}]({moved[1]})[/]")
         table.add_row(metric["metric"], metric["units"], *cells)
     return table
