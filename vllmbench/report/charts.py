@@ -99,7 +99,8 @@ def latency_vs_throughput(curves: Sequence[Curve]) -> list[str]:
                 keys.append((fig if single else f"{curve.label} {fig}", color, dashed))
         rules = [Rule(slo[slo_name], f"SLO {fmt(slo[slo_name])} {units}")] if slo_name in slo else []
         plot = Plot(f"{title} against achieved throughput", "achieved throughput (requests/s)",
-                    f"{title} ({units})", series, rules, x_from_zero=True)
+                    f"{title} ({units})", series, rules, x_from_zero=True,
+                    empty=f"the records hold no {title} percentiles (the harness reported none)")
         any_marked = any(any(s.marked) for s in series)
         out.append(figure(f"{title} percentiles against throughput", line_plot(plot),
                           legend(keys, untrusted=any_marked) if series else ""))
@@ -172,7 +173,8 @@ def distributions(curves: Sequence[Curve]) -> list[str]:
                          "the per-request samples are not stored where the report was read from")
         rules = [Rule(slo[slo_name], f"SLO {fmt(slo[slo_name])} {units}", axis="x")] if slo_name in slo else []
         plot = Plot(f"distribution of {title}", f"{title} ({units})", f"share of {unit_word} at or below (%)",
-                    series, rules, y_range=(0, 100), x_from_zero=True)
+                    series, rules, y_range=(0, 100), x_from_zero=True,
+                    empty=f"the records hold no {title} figures (the harness reported none)")
         keys = [(s.name, s.color, s.dashed) for s in series]
         out.append(figure(f"Distribution of {title} (CDF)", line_plot(plot),
                           legend(keys, untrusted=any(ln.bad for ln in lines)), "; ".join(notes)))
@@ -191,8 +193,8 @@ def _offered(records: Sequence[StandardizedRecord]) -> tuple[str, str]:
 def goodput_vs_load(curves: Sequence[Curve]) -> list[str]:
     records = [r for c in curves for r in c.records]
     if not any(r.results.goodput for r in records):
-        return [figure("Goodput against load", "", "", "No SLO was given for this run, so no goodput was counted "
-                       "(vllmbench run --slo-ttft-ms, --slo-itl-ms, --slo-tpot-ms, --slo-e2e-ms).")]
+        return [figure("Goodput against load", "", "", "No SLO was stated with this run, so no goodput was counted "
+                       "(vllmbench run takes --slo-ttft-ms, --slo-itl-ms, --slo-tpot-ms, --slo-e2e-ms).")]
     kind, x_label = _offered(records)
     single = len(curves) == 1
     series, keys = [], []

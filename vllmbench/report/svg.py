@@ -53,6 +53,7 @@ class Plot:
     x_from_zero: bool = False
     y_from_zero: bool = True
     shade: list[tuple[float, float]] = field(default_factory=list)  # x intervals left out of the statistics
+    empty: str = "no data"  # said in the frame when no series has a point
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -156,7 +157,7 @@ def line_plot(plot: Plot) -> str:
     ys = [y for s in plot.series for _, y in s.points] + [r.value for r in plot.rules if r.axis == "y"]
     out = _open(plot.title)
     if not any(s.points for s in plot.series):
-        return _empty(out, "no data")
+        return _empty(out, plot.empty)
     frame = _Frame(_extent(xs, plot.x_range, plot.x_from_zero), _extent(ys, plot.y_range, plot.y_from_zero))
     for lo, hi in plot.shade:
         a, b = frame.x(max(lo, frame.x0)), frame.x(min(hi, frame.x1))
