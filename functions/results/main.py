@@ -172,13 +172,9 @@ if TYPE_CHECKING:
 def _report_run(store: ResultsStore, item: str) -> RunData:
     """One run (or RUN@STAGE) as the report draws it. Its per-request samples come from its raw
     vllmbench report today (vllmbench.report.data.request_rows); stored samples plug in there."""
-    from vllmbench.report import run_data
-    from vllmbench.report.params import split_item
+    from vllmbench.report.data import run_item
 
-    run_id, stage = split_item(item)
-    found = store.run(run_id)
-    run = run_data(run_id, found["standardized"], found["raw"], source="the Results service")
-    return run if stage is None else run.stage(stage)
+    return run_item(item, store.run, source="the Results service")
 
 
 def _html(page: str, filename: str) -> flask.Response:

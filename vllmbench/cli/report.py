@@ -19,13 +19,10 @@ if TYPE_CHECKING:
 
 def from_service(client: ResultsClient, item: str) -> "RunData":
     """RUN or RUN@STAGE from the Results service (records, and samples where its raw report holds them)."""
-    from vllmbench.report import run_data
-    from vllmbench.report.params import split_item
+    from vllmbench.report.data import run_item
 
-    run_id, stage = split_item(item)
-    found = client.get(f"/runs/{urllib.parse.quote(run_id, safe='')}")
-    run = run_data(run_id, found["standardized"], found["raw"], source=client.base)
-    return run if stage is None else run.stage(stage)
+    return run_item(item, lambda run_id: client.get(f"/runs/{urllib.parse.quote(run_id, safe='')}"),
+                    source=client.base)
 
 
 def _json(path: Path) -> Any:

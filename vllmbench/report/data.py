@@ -11,7 +11,7 @@ every request. When the Results service stores samples of its own (issue 13,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,17 @@ def run_data(run_id: str, standardized: Iterable[Mapping[str, Any] | Standardize
     records.sort(key=lambda r: r.run.stage)
     found = request_rows(raw) if rows is None else rows
     return RunData(run_id, records, samples_by_stage(found, records), source)
+
+
+def run_item(item: str, fetch_run: Callable[[str], Mapping[str, Any]], *, source: str) -> RunData:
+    """``RUN`` or ``RUN@STAGE``, read with ``fetch_run(run_id)``: the document ``GET /runs/{id}``
+    answers (the store's ``run`` in the service, that route from the CLI)."""
+    from vllmbench.report.params import split_item
+
+    run_id, stage = split_item(item)
+    found = fetch_run(run_id)
+    run = run_data(run_id, found["standardized"], found["raw"], source=source)
+    return run if stage is None else run.stage(stage)
 
 
 def request_rows(raw: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
