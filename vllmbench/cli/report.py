@@ -63,8 +63,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write one self-contained HTML report (works offline): one run, or several side by side.
 
-        The first run named is the baseline of a comparison; runs from the service come
-        first, then the --from folders, in the order given.
+        The first run is a comparison's baseline: service runs first, then --from folders, in order.
         """
         from vllmbench.report import compare_report, run_report
 
