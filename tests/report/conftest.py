@@ -19,9 +19,10 @@ from vllmbench.simulator import SimConfig, SimulatorProcess
 SWEEP_RUN = "report-sweep"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Chromium]:
-    """Debian's chromium (``make test`` installs it); missing, the tests skip here and fail under CI."""
+    """Debian's chromium (``make test`` installs it); missing, the tests skip here and fail under CI.
+    One browser per module, closed after it: it takes no CPU from the tests that follow."""
     binary = find_chromium()
     if binary is None:
         message = "chromium is not installed: `make test` installs it (tools/install-chromium.sh)"
