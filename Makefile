@@ -14,7 +14,7 @@ export VLLMBENCH_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/vllmbench
 # pip's own cache survives between runs on one machine; nothing is downloaded twice.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench lint cluster cluster-down cluster-tools venv ferretdb clean
+.PHONY: run test bench lint cluster cluster-down cluster-tools venv ferretdb browser clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,11 @@ lint: venv
 cluster-tools:
 	@if [ -x tools/cluster/build.sh ]; then tools/cluster/build.sh; fi
 
-test: venv ferretdb cluster-tools
+# Headless Chromium (Debian's package) for the report tests; installed once when missing.
+browser:
+	@tools/install-chromium.sh
+
+test: venv ferretdb cluster-tools browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -157,6 +157,64 @@ def _pick(store: ResultsStore, item: str) -> StandardizedRecord:
     return records[0]
 
 
+# -- reports (docs/report.md) ------------------------------------------------------------
+# One self-contained HTML page per run or comparison. vllmbench.report is imported inside
+# these handlers only: it stays off the cold-start path.
+COMPARE_REPORT_QUERY = "vllmbench.report.params:CompareReportQuery"
+
+if TYPE_CHECKING:
+    import flask
+
+    from vllmbench.report import RunData
+    from vllmbench.report.params import CompareReportQuery
+
+
+def _report_run(store: ResultsStore, item: str) -> RunData:
+    """One run (or RUN@STAGE) as the report draws it. Its per-request samples come from its raw
+    vllmbench report today (vllmbench.report.data.request_rows); stored samples plug in there."""
+    from vllmbench.report.data import run_item
+
+    return run_item(item, store.run, source="the Results service")
+
+
+def _html(page: str, filename: str) -> flask.Response:
+    import flask
+
+    from vllmbench.logs import scrub
+    from vllmbench.report.page import CSP
+
+    response = flask.Response(scrub(page), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    return response
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@app.route("GET", "/runs/<run_id>/report", tag="reports")
+def run_report(ctx: Context, run_id: str) -> flask.Response:
+    """A run as one self-contained HTML page (text/html): scenario, summary, latency, distributions, goodput, trust."""
+    from vllmbench.report import run_report as render
+
+    run = _report_run(_store(ctx), run_id)
+    return _html(render(run, generated_at=_now()), f"vllmbench-{run.run_id}.html")
+
+
+@app.route("GET", "/compare/report", query=COMPARE_REPORT_QUERY, tag="reports")
+def compare_report(ctx: Context, query: CompareReportQuery) -> flask.Response:
+    """Runs side by side as one self-contained HTML page (text/html), with the Pareto front across them."""
+    from vllmbench.report import compare_report as render
+
+    store = _store(ctx)
+    runs = [_report_run(store, item) for item in query.runs]
+    return _html(render(runs, labels=query.runs, generated_at=_now()), "vllmbench-comparison.html")
+
+
 @app.event(RESULT_RAW, data=RAW_INPUT)
 def on_raw(ctx: Context, event: Any, data: RawInput) -> dict[str, Any]:
     """A benchmark job's raw result: stored like POST /raw_input."""

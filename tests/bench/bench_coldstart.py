@@ -113,5 +113,19 @@ def main() -> None:
               f"{verdict:<8}{routed_ms}{routed_ratio}  {heavy}")
 
 
+def report_import_ms() -> tuple[float, float]:
+    """What the first report request pays to import vllmbench.report, on top of the record models
+    (which the results routes load anyway), and those models' own import for scale: medians over
+    fresh processes, in ms."""
+    code = ("import time; t0 = time.perf_counter(); import vllmbench.models.results; t1 = time.perf_counter();"
+            "import vllmbench.report; print(time.perf_counter() - t1, t1 - t0)")
+    runs = [[float(v) for v in subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                                              check=True).stdout.split()] for _ in range(ROUNDS)]
+    return statistics.median(r[0] for r in runs) * 1000, statistics.median(r[1] for r in runs) * 1000
+
+
 if __name__ == "__main__":
     main()
+    report_ms, models_ms = report_import_ms()
+    print(f"report routes: import vllmbench.report {report_ms:.0f} ms on their first request, off the cold-start "
+          f"path (the record models it needs: {models_ms:.0f} ms)")
