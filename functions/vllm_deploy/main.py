@@ -89,7 +89,7 @@ def deploy(ctx: Context, body: DeployBody) -> Reply:
     from vllmbench.servers import requests
 
     config = body.config.model_dump(mode="json", exclude_unset=True)
-    return _accepted(ctx, requests.deploy(ctx.settings, ctx.db, _runtime(ctx), config=config,
+    return _accepted(ctx, requests.deploy(ctx.settings, ctx.db, lambda: _runtime(ctx), config=config,
                                           namespace=body.namespace, name=body.name, route="POST /deploy",
                                           emit=_emitter(ctx)))
 
@@ -99,7 +99,7 @@ def deploy_from_file(ctx: Context, body: FileDeployBody) -> Reply:
     """Deploy a ModelServer file of the repository (configs/<file>, or any path GET /configs/files lists)."""
     from vllmbench.servers import requests
 
-    return _accepted(ctx, requests.deploy_file(ctx.settings, ctx.db, _runtime(ctx), config_file=body.config_file,
+    return _accepted(ctx, requests.deploy_file(ctx.settings, ctx.db, lambda: _runtime(ctx), config_file=body.config_file,
                                                namespace=body.namespace, name=body.name, emit=_emitter(ctx)))
 
 
@@ -109,7 +109,7 @@ def deploy_default(ctx: Context, body: bytes) -> Reply:
     from vllmbench.servers import requests
 
     given = _optional(ctx, body, f"{MODELS}:DefaultDeployBody")
-    return _accepted(ctx, requests.deploy_default(ctx.settings, ctx.db, _runtime(ctx), namespace=given.namespace,
+    return _accepted(ctx, requests.deploy_default(ctx.settings, ctx.db, lambda: _runtime(ctx), namespace=given.namespace,
                                                   name=given.name, emit=_emitter(ctx)))
 
 
@@ -126,7 +126,7 @@ def plan(ctx: Context, body: DeployBody) -> Any:
     """Dry run: the decision a deploy would get now (per-GPU memory, KV tokens, concurrency, node, conflicts, resolution)."""
     from vllmbench.servers import views
 
-    return views.dry_run(ctx.settings, ctx.db, _runtime(ctx), config=body.config.model_dump(mode="json", exclude_unset=True),
+    return views.dry_run(ctx.settings, ctx.db, lambda: _runtime(ctx), config=body.config.model_dump(mode="json", exclude_unset=True),
                          namespace=body.namespace, name=body.name)
 
 
@@ -167,7 +167,7 @@ def delete_deployment(ctx: Context, deployment_id: str) -> Reply:
     """Commit the removal of the server's file: its GPUs are freed and the waiting servers planned again."""
     from vllmbench.servers import requests
 
-    return _accepted(ctx, requests.delete(ctx.settings, ctx.db, _runtime(ctx), server=deployment_id,
+    return _accepted(ctx, requests.delete(ctx.settings, ctx.db, lambda: _runtime(ctx), server=deployment_id,
                                           emit=_emitter(ctx)))
 
 

@@ -337,3 +337,43 @@ def test_a_persons_commit_is_a_deploy_request_and_a_broken_edit_is_held(vllm: Se
     assert problem["loc"].endswith("tensor_parallel_size") and "must divide" in problem["msg"]
     assert vllm.deployment("llama-b").spec.replicas == 1  # what it applied before stays
     assert vllm.ledger() == {"team/llama-b": 1}
+
+
+FAIL = "pod-container-running-failed.stage.kwok.x-k8s.io"
+VLLM_SAYS = ("ValueError: To serve at least one request with the models's max seq len (131072), (16.0 GiB KV cache is "
+             "needed, which is larger than the available KV cache memory (9.18 GiB). Based on the available memory, "
+             "the estimated maximum model length is 75168. Try increasing `gpu_memory_utilization` or decreasing "
+             "`max_model_len` when initializing the engine.")
+
+
+def test_a_server_that_fails_says_why_with_vllms_own_start_up_error_as_a_hint(vllm: Setup, nodes: Any,
+                                                                              tmp_path: Path) -> None:
+    nodes(1, gpus=2)
+    vllm.deploy("llama-c", max_model_len=131072)
+    # kwok makes the pods fail (as a vLLM that exits at start would) and serves vLLM's words as their log.
+    vllm.cluster.apps_v1.patch_namespaced_deployment("llama-c", vllm.ns, {"spec": {"template": {"metadata": {
+        "labels": {FAIL: "true"}, "annotations": {f"{FAIL}/exit-code": "1", f"{FAIL}/reason": "Error"}}}}})
+    log_file = tmp_path / "vllm.log"
+    log_file.write_text("".join(f"2026-01-01T00:00:0{i}.000000000Z stderr F {line}\n" for i, line in enumerate(
+        ["INFO Loading weights took 14.99 GiB", "Traceback (most recent call last):", VLLM_SAYS])))
+    logs = vllm.cluster.dynamic.resources.get(api_version="kwok.x-k8s.io/v1alpha1", kind="Logs")
+    given: set[str] = set()
+
+    def failed_with_hint() -> dict[str, Any] | None:
+        for pod in vllm.cluster.core_v1.list_namespaced_pod(vllm.ns).items:
+            if pod.metadata.labels.get(FAIL) and pod.metadata.name not in given:
+                logs.create({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+                             "metadata": {"name": pod.metadata.name, "namespace": vllm.ns},
+                             "spec": {"logs": [{"containers": ["vllm"], "logsFile": str(log_file), "follow": False}]}},
+                            namespace=vllm.ns)
+                given.add(pod.metadata.name)
+        status = vllm.status("llama-c")
+        return status if status["status"] == "failed" and "vLLM:" in status["reason"] else None
+
+    status = wait_for(failed_with_hint, 60, "llama-c to fail with vLLM's reason")
+    assert "exited with 1" in status["reason"]
+    assert "estimates 75168 fits" in status["reason"] and "max_model_len: 75168" in status["reason"]
+    assert any("75168" in hint for hint in status["hints"])
+    assert vllm.broker.of("team.llama-c")[-1] == "failed"
+    failed = [e for e in vllm.broker.events if e["type"] == "dev.vllmbench.model.failed"][-1]
+    assert "75168" in failed["data"]["reason"]

@@ -8,12 +8,12 @@ and the service's namespace.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from vllmbench.models.base import Strict
 from vllmbench.models.servers import SLUG, ModelServerSpec
 
-CONFIG_FILE = r"^(?!/)(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_./-]{0,255}\.ya?ml$"
+CONFIG_FILE = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,255}\.ya?ml$"
 
 
 class DeployBody(Strict):
@@ -32,6 +32,13 @@ class FileDeployBody(Strict):
                                                               "models/team/llama.yaml) or a name under configs/.")
     name: str | None = Field(None, pattern=SLUG)
     namespace: str | None = Field(None, pattern=SLUG)
+
+    @field_validator("config_file")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if any(part in ("", ".", "..", ".git") for part in value.split("/")):
+            raise ValueError("a path inside the repository, without '.', '..' or empty parts")
+        return value
 
 
 class DefaultDeployBody(Strict):

@@ -23,7 +23,7 @@ from typing import Any
 from vllmbench.errors import RetryableError, UserError
 from vllmbench.logs import get_logger, info
 from vllmbench.placement.hints import from_log
-from vllmbench.reconcile.health import Health
+from vllmbench.reconcile.health import Health, pod_problem
 from vllmbench.servers.folder import server_id
 from vllmbench.store.placements import Servers
 
@@ -107,9 +107,10 @@ def observed_phase(doc: dict[str, Any], state: Health, *, probed: tuple[bool, st
 
 
 def log_hints(runtime: Any, namespace: str, pods: list[dict[str, Any]], *, util: float | None) -> list[dict[str, Any]]:
-    """vLLM's start-up errors in the last lines of the failed pods' logs, as planner hints."""
+    """vLLM's start-up errors in the last lines of the logs of the (at most three newest) failing pods, as hints."""
+    failing = sorted((p for p in pods if pod_problem(p)), key=lambda p: p["metadata"].get("creationTimestamp") or "")
     hints: list[dict[str, Any]] = []
-    for pod in pods[-2:]:
+    for pod in failing[-3:]:
         name = pod["metadata"]["name"]
         try:
             text = "\n".join(runtime.logs(namespace, name, container="vllm", tail_lines=LOG_LINES))

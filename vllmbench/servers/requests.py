@@ -9,6 +9,7 @@ commit to ``models/`` reaches the same sync through ``dev.vllmbench.gitops.pushe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gitops import installation
@@ -38,6 +39,8 @@ from vllmbench.store.placements import Servers
 
 log = get_logger("vllmbench.vllm")
 AUTHOR = "vllmbench-vllm"
+# The runtime is opened only once a request is valid and committed: a 422 never waits on a cluster.
+Runtimes = Callable[[], Runtime]
 
 
 def resolve(settings: Any, config: dict[str, Any], *, namespace: str | None, name: str | None,
@@ -55,7 +58,7 @@ def resolve(settings: Any, config: dict[str, Any], *, namespace: str | None, nam
     return load(config, namespace=namespace, name=name, path=path_of(namespace, name), where=where)
 
 
-def deploy(settings: Any, db: Any, runtime: Runtime, *, config: dict[str, Any], namespace: str | None,
+def deploy(settings: Any, db: Any, runtime: Runtimes, *, config: dict[str, Any], namespace: str | None,
            name: str | None, route: str, emit: lifecycle.Emit | None, where: tuple[str, ...] = ("body", "config")
            ) -> dict[str, Any]:
     """Validate, commit ``models/<namespace>/<server>.yaml``, sync; the server's decision and status."""
@@ -78,7 +81,7 @@ def deploy(settings: Any, db: Any, runtime: Runtime, *, config: dict[str, Any], 
             "created_commit": result.created, "sync": synced}
 
 
-def deploy_file(settings: Any, db: Any, runtime: Runtime, *, config_file: str, namespace: str | None,
+def deploy_file(settings: Any, db: Any, runtime: Runtimes, *, config_file: str, namespace: str | None,
                 name: str | None, emit: lifecycle.Emit | None, route: str = "POST /deploy-from-file"
                 ) -> dict[str, Any]:
     """A ModelServer file of the repository (``configs/<file>`` or any path) deployed to ``models/``."""
@@ -101,7 +104,7 @@ def deploy_file(settings: Any, db: Any, runtime: Runtime, *, config_file: str, n
                   where=(path,))
 
 
-def deploy_default(settings: Any, db: Any, runtime: Runtime, *, namespace: str | None, name: str | None,
+def deploy_default(settings: Any, db: Any, runtime: Runtimes, *, namespace: str | None, name: str | None,
                    emit: lifecycle.Emit | None) -> dict[str, Any]:
     """``configs/default.yaml`` of the repository when it has one, else opt-125m on CPU (the seed's model)."""
     try:
@@ -112,7 +115,7 @@ def deploy_default(settings: Any, db: Any, runtime: Runtime, *, namespace: str |
                       route="POST /deploy-default", emit=emit)
 
 
-def delete(settings: Any, db: Any, runtime: Runtime, *, server: str, emit: lifecycle.Emit | None) -> dict[str, Any]:
+def delete(settings: Any, db: Any, runtime: Runtimes, *, server: str, emit: lifecycle.Emit | None) -> dict[str, Any]:
     """Commit the removal of the server's file; the sync frees its GPUs, prunes its objects, re-plans the waiting."""
     key = find_key(db, server)
     doc = Servers(db).get(key) or {}
@@ -147,13 +150,13 @@ def find_key(db: Any, server: str) -> str:
     raise NotFound(f"no server {server!r}; GET /deployments lists them (ids are <namespace>.<server>)")
 
 
-def sync_now(settings: Any, db: Any, runtime: Runtime, *, trigger: str, emit: lifecycle.Emit | None) -> dict[str, Any]:
+def sync_now(settings: Any, db: Any, runtime: Runtimes, *, trigger: str, emit: lifecycle.Emit | None) -> dict[str, Any]:
     """Sync at once; when another sync holds on, or the runtime is down, the commit stands and a later sync applies it."""
     from vllmbench.servers.sync import sync
     from vllmbench.store.leases import LeaseBusy
 
     try:
-        return {"state": "done", **sync(settings, db, runtime, trigger=trigger, emit=emit)}
+        return {"state": "done", **sync(settings, db, runtime(), trigger=trigger, emit=emit)}
     except LeaseBusy:
         return {"state": "queued", "message": "another sync is running; the pushed event or the next tick applies this"}
     except RetryableError as exc:

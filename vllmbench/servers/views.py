@@ -12,17 +12,17 @@ from vllmbench.servers import capacity
 from vllmbench.servers.folder import CONFIGS, FOLDER, parse_yaml, server_id
 from vllmbench.servers.head import read_head, workload_namespace
 from vllmbench.servers.placing import running
-from vllmbench.servers.requests import resolve, view
+from vllmbench.servers.requests import Runtimes, resolve, view
 from vllmbench.store.placements import Ledger, Servers
 from vllmbench.store.reconcile import ReconcileStore
 
 
-def dry_run(settings: Any, db: Any, runtime: Runtime, *, config: dict[str, Any], namespace: str | None,
+def dry_run(settings: Any, db: Any, runtime: Runtimes, *, config: dict[str, Any], namespace: str | None,
             name: str | None) -> dict[str, Any]:
     """``POST /plan``: the decision a deploy would get now, with the numbers; nothing is written."""
     found = resolve(settings, config, namespace=namespace, name=name, where=("body", "config"))
     state, docs = Ledger(db).read(), Servers(db).all()
-    inventory, lost = capacity.gather(settings, runtime, state.claims)
+    inventory, lost = capacity.gather(settings, runtime(), state.claims)
     for holder in lost:
         inventory.release(holder)
     others = [r for r in running(docs) if r.key not in lost]
