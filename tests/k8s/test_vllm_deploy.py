@@ -377,3 +377,24 @@ def test_a_server_that_fails_says_why_with_vllms_own_start_up_error_as_a_hint(vl
     assert vllm.broker.of("team.llama-c")[-1] == "failed"
     failed = [e for e in vllm.broker.events if e["type"] == "dev.vllmbench.model.failed"][-1]
     assert "75168" in failed["data"]["reason"]
+
+
+def test_plan_is_a_dry_run_with_the_numbers_and_changes_nothing(vllm: Setup, nodes: Any) -> None:
+    node = nodes(1, gpus=4)[0]
+    vllm.deploy("batch", tensor_parallel_size=4, priority=10)
+    before, events = head(vllm.remote), len(vllm.broker.events)
+    answer = vllm.served.post("/plan", json={"name": "urgent", "namespace": "team",
+                                             "config": vllm.spec("urgent", tensor_parallel_size=4, priority=50)})
+    assert answer.status_code == 200, answer.text
+    plan = answer.json()
+    assert plan["dry_run"] and plan["outcome"] == "placed" and plan["node"] == node
+    assert [v["server"] for v in plan["preempts"]] == ["team/batch"]
+    memory = plan["memory_per_gpu_gib"]
+    assert 3.5 < memory["weights"] < 4.5 and memory["kv_available"] > 50  # 8B at TP 4 on 80 GB
+    assert plan["kv_cache_tokens"] > 1_000_000 and plan["max_concurrency"] > 100
+    conflicts = {c["kind"]: c for c in plan["conflicts"]}
+    assert conflicts["no_free_gpus"]["resolution"] == "preempted team/batch (priority 10)"
+    assert [(s["step"], s["outcome"]) for s in plan["resolution"]][-1] == ("preempt", "chosen")
+    assert head(vllm.remote) == before and len(vllm.broker.events) == events
+    assert vllm.ledger() == {"team/batch": 4} and vllm.status("batch")["preempted_by"] is None
+    assert "urgent" not in {d.metadata.name for d in vllm.cluster.apps_v1.list_namespaced_deployment(vllm.ns).items}

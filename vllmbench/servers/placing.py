@@ -47,8 +47,9 @@ def running(docs: dict[str, dict[str, Any]]) -> list[RunningServer]:
             for key, doc in sorted(docs.items()) if holds_gpus(doc)]
 
 
-def waiting(key: str, doc: dict[str, Any], docs: dict[str, dict[str, Any]]) -> str | None:
-    """Why a recorded server should be planned again now, or None."""
+def waiting(key: str, doc: dict[str, Any], docs: dict[str, dict[str, Any]],
+            changing: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """Why a recorded server should be planned again now, or None (``changing``: servers planned anew now)."""
     decision = doc.get("decision") or {}
     if doc.get("preempted_by"):
         return f"preempted by {doc['preempted_by']}"
@@ -57,6 +58,8 @@ def waiting(key: str, doc: dict[str, Any], docs: dict[str, dict[str, Any]]) -> s
     twin = doc.get("reused")
     if twin:
         found = docs.get(twin)
+        if twin in changing:
+            return f"the server it reused, {twin}, is being placed again"
         if found is None or found.get("phase") != "ready" or found.get("reused"):
             return f"the server it reused, {twin}, is {'gone' if found is None else found.get('phase')}"
     return None
@@ -100,8 +103,9 @@ def plan_sync(files: dict[str, ServerFile], held: set[str], docs: dict[str, dict
                               placed_at=now)]
         else:
             others = [r for r in others if r.key != key]
-    later = {key: why for key, doc in docs.items() if key in files and key not in first
-             and (why := waiting(key, doc, docs))}
+    alive = {key: doc for key, doc in docs.items() if key in keep}
+    later = {key: why for key, doc in alive.items() if key in files and key not in first
+             and (why := waiting(key, doc, alive, set(first)))}
     wanted = [Wanted(key, files[key].spec, files[key].facts, files[key].facts_source) for key in later]
     for decision in plan_all(wanted, inventory, running=others, fresh=False):
         _take(out, inventory, decision, now)
