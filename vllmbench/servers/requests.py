@@ -166,7 +166,9 @@ def sync_now(settings: Any, db: Any, runtime: Runtimes, *, trigger: str, emit: l
 def view(doc: dict[str, Any] | None, *, fallback: ServerFile | None = None) -> dict[str, Any]:
     """One server as the routes show it: id, status and its reason, URL, the decision in full."""
     if doc is None:
-        assert fallback is not None
+        if fallback is None:
+            raise NotFound("no such server in the store yet: it is placed by the sync after its commit "
+                           "(GET /deployments lists the known ones)")
         return {"id": fallback.id, "namespace": fallback.namespace, "server": fallback.name,
                 "status": "committed", "reason": "committed; not planned yet", "url": None, "decision": None}
     decision = doc.get("decision") or {}

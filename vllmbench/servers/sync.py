@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vllmbench.errors import RetryableError
@@ -21,7 +22,7 @@ from vllmbench.logs import get_logger, info
 from vllmbench.placement.decision import Decision
 from vllmbench.placement.render import identity_hash, render
 from vllmbench.reconcile.engine import Outcome, Reconciler, pods_of
-from vllmbench.reconcile.health import health
+from vllmbench.reconcile.health import Health, health
 from vllmbench.reconcile.objects import Desired, owner_labels
 from vllmbench.runtimes.base import KINDS, ObjectRef, Runtime
 from vllmbench.servers import capacity, lifecycle
@@ -35,6 +36,7 @@ log = get_logger("vllmbench.vllm")
 OWNER = "vllm"
 ENGINE_KINDS = [KINDS[("v1", "Service")], KINDS[("apps/v1", "Deployment")]]
 LEASE, LEASE_TTL_S, COMMIT_TRIES = "vllm:sync", 300.0, 8
+PROBES = 16  # /v1/models asked at once
 
 
 def reconciler(settings: Any, db: Any, runtime: Runtime) -> Reconciler:
@@ -159,10 +161,13 @@ def observe(settings: Any, db: Any, runtime: Runtime, docs: dict[str, dict], *, 
             live: Outcome | None = None, only: set[str] | None = None, entering: set[str] = frozenset(),
             probe: bool = True) -> dict[str, dict]:
     """Move each server's phase to what its decision and its live objects say now. ``entering``: servers
-    placed by this sync, which announce the placement before anything else."""
+    placed by this sync, which announce the placement before anything else. Servers that reuse another
+    follow it, so they go last; the /v1/models probes run side by side."""
     servers = Servers(db)
+    keys = sorted(docs if only is None else only & set(docs), key=lambda k: (bool(docs[k].get("reused")), k))
+    placed: list[tuple[str, Health, list[dict[str, Any]], str]] = []
     pods_by_ns: dict[str, list[dict[str, Any]]] = {}
-    for key in sorted(docs if only is None else only & set(docs)):
+    for key in keys:
         doc = docs[key]
         decision = doc.get("decision") or {}
         outcome = decision.get("outcome")
@@ -172,41 +177,48 @@ def observe(settings: Any, db: Any, runtime: Runtime, docs: dict[str, dict], *, 
         elif outcome in ("pending", "invalid"):
             docs[key] = lifecycle.move(servers, doc, "pending" if outcome == "pending" else "failed",
                                        decision.get("reason", ""), emit=emit, fields={"url": None})
-        elif outcome == "reused":
-            twin = docs.get(doc.get("reused") or "") or {}
+        elif outcome == "placed":
+            url = _url(settings, runtime, doc)
+            if key in entering:
+                docs[key] = lifecycle.move(servers, doc, "placed", decision.get("reason", "placed"), emit=emit,
+                                           fields={"url": url})
+            state, pods = _health(settings, runtime, doc, live=live, pods_by_ns=pods_by_ns)
+            placed.append((key, state, pods, url))
+    asked = [(key, url) for key, state, _, url in placed if probe and state.state == "ready"]
+    with ThreadPoolExecutor(max_workers=min(PROBES, max(len(asked), 1))) as pool:
+        probes = dict(zip([k for k, _ in asked], pool.map(
+            lambda item: lifecycle.probe(item[1], docs[item[0]].get("served_model_name") or ""), asked)))
+    for key, state, pods, url in placed:
+        doc = docs[key]
+        phase, reason = lifecycle.observed_phase(doc, state, probed=probes.get(key))
+        fields: dict[str, Any] = {"url": url, "pods": state.pods}
+        if phase == "failed":
+            hints = lifecycle.log_hints(runtime, _namespace(settings, doc), pods,
+                                        util=(doc.get("decision") or {}).get("gpu_memory_utilization"))
+            reason = lifecycle.with_hints(reason, hints)
+            fields["log_hints"] = hints
+        docs[key] = lifecycle.move(servers, doc, phase, reason, emit=emit, fields=fields)
+    for key in keys:
+        doc = docs[key]
+        if (doc.get("decision") or {}).get("outcome") == "reused" and not doc.get("preempted_by"):
+            twin = docs.get(doc.get("reused") or "") or Servers(db).get(doc.get("reused") or "") or {}
             ready = twin.get("phase") == "ready"
             docs[key] = lifecycle.move(servers, doc, "ready" if ready else "pending",
                                        f"reusing {doc.get('reused')}, which is {twin.get('phase', 'gone')}",
                                        emit=emit, fields={"url": twin.get("url") if ready else None})
-        elif outcome == "placed":
-            if key in entering:
-                doc = lifecycle.move(servers, doc, "placed", decision.get("reason", "placed"), emit=emit,
-                                     fields={"url": _url(settings, runtime, doc)})
-            docs[key] = _follow(settings, runtime, servers, doc, emit=emit, live=live, pods_by_ns=pods_by_ns,
-                                probe=probe)
     return docs
 
 
-def _follow(settings: Any, runtime: Runtime, servers: Servers, doc: dict[str, Any], *, emit: lifecycle.Emit | None,
-            live: Outcome | None, pods_by_ns: dict[str, list[dict[str, Any]]], probe: bool) -> dict[str, Any]:
-    """A placed server: its Deployment and pods, then /v1/models; a failure's log read back as hints."""
-    decision = doc.get("decision") or {}
+def _health(settings: Any, runtime: Runtime, doc: dict[str, Any], *, live: Outcome | None,
+            pods_by_ns: dict[str, list[dict[str, Any]]]) -> tuple[Health, list[dict[str, Any]]]:
+    """A placed server's Deployment and pods, in the engine's words (one pod listing per namespace)."""
     namespace = _namespace(settings, doc)
-    url = _url(settings, runtime, doc)
     ref = ObjectRef("apps/v1", "Deployment", namespace, doc["name"])
     obj = live.live.get(ref) if live is not None and ref in live.live else runtime.get(ref)
     if namespace not in pods_by_ns:
         pods_by_ns[namespace] = runtime.pods(namespace, owner_labels(OWNER))
     pods = pods_of(obj, pods_by_ns[namespace])
-    state = health(obj, pods=pods, unsupported=runtime.unsupported(obj) if obj else None)
-    probed = lifecycle.probe(url, doc.get("served_model_name") or "") if probe and state.state == "ready" else None
-    phase, reason = lifecycle.observed_phase(doc, state, probed=probed)
-    fields: dict[str, Any] = {"url": url, "pods": state.pods}
-    if phase == "failed":
-        hints = lifecycle.log_hints(runtime, namespace, pods, util=decision.get("gpu_memory_utilization"))
-        reason = lifecycle.with_hints(reason, hints)
-        fields["log_hints"] = hints
-    return lifecycle.move(servers, doc, phase, reason, emit=emit, fields=fields)
+    return health(obj, pods=pods, unsupported=runtime.unsupported(obj) if obj else None), pods
 
 
 def _victim_reason(doc: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from vllmbench.placement.planner import plan
 from vllmbench.runtimes.base import Runtime
 from vllmbench.servers import capacity
 from vllmbench.servers.folder import CONFIGS, FOLDER, parse_yaml, server_id
-from vllmbench.servers.head import read_head, workload_namespace
+from vllmbench.servers.head import read_head, vllm_namespace, workload_namespace
 from vllmbench.servers.placing import running
 from vllmbench.servers.requests import Runtimes, resolve, view
 from vllmbench.store.placements import Ledger, Servers
@@ -86,7 +86,7 @@ def service_status(settings: Any, db: Any, runtime: Runtime) -> dict[str, Any]:
     return {"status": "ok", "service": "benchmark-vllm", "servers": len(docs), "phases": phases,
             "applied_commit": state.get("applied_commit"), "last_reconcile": state.get("last_reconcile"),
             "problems": problems, "ledger": {"version": ledger.version, "claims": len(ledger.claims)},
-            "runtime": runtime.describe(), "inventory": settings.simulated_gpus or None}
+            "runtime": runtime.describe(), "vllm_namespace": vllm_namespace(settings)}
 
 
 def config_files(settings: Any, db: Any) -> dict[str, Any]:
