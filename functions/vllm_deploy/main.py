@@ -148,7 +148,8 @@ def deployment_status(ctx: Context, deployment_id: str, query: StatusQuery) -> A
     from vllmbench.store.placements import Servers
 
     key = requests.find_key(ctx.db, deployment_id)
-    docs = Servers(ctx.db).all()
+    doc = Servers(ctx.db).get(key)
+    docs = {key: doc} if doc else {}  # a server that reuses another reads its twin itself
     docs = observe(ctx.settings, ctx.db, _runtime(ctx), docs, emit=_emitter(ctx), only={key}, probe=query.probe)
     return requests.view(docs.get(key))
 

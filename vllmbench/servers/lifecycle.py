@@ -49,11 +49,14 @@ def event_data(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def move(servers: Servers, doc: dict[str, Any], phase: str, reason: str, *, emit: Emit | None,
-         fields: dict[str, Any] | None = None, event: str | None = None) -> dict[str, Any]:
-    """Bring the record to ``phase``; emit the phase's event if this call made the change. Returns the record."""
+         fields: dict[str, Any] | None = None, event: str | None = None, placed: bool = False) -> dict[str, Any]:
+    """Bring the record to ``phase``; emit the phase's event if this call made the change. Returns the record.
+
+    ``placed``: the server was just placed (again), which is a transition of its own even when the phase
+    it is observed in now is the one it had: the placement is announced first, in the same write."""
     fields = dict(fields or {})
     key = doc["_id"]
-    if doc.get("phase") == phase:
+    if doc.get("phase") == phase and not placed:
         changed = {k: v for k, v in {**fields, "reason": reason}.items() if doc.get(k) != v}
         if changed:
             servers.save(key, changed)
@@ -64,9 +67,12 @@ def move(servers: Servers, doc: dict[str, Any], phase: str, reason: str, *, emit
         return servers.get(key) or doc  # someone else moved it first: theirs is the announcement
     doc = {**doc, **fields, "phase": phase, "reason": reason, "generation": generation + 1}
     info(log, "server phase", server=key, phase=phase, reason=reason[:300])
-    kind = event or EVENTS.get(phase)
-    if kind and emit is not None:
-        emit(kind, event_data(doc), f"{server_id(key)}-{generation + 1}-{kind.rsplit('.', 1)[-1]}")
+    kinds = ([EVENTS["placed"]] if placed else []) + [event or EVENTS.get(phase, "")]
+    for kind in dict.fromkeys(k for k in kinds if k):
+        if emit is not None:
+            data = event_data(doc) if kind != EVENTS["placed"] or phase == "placed" else \
+                {**event_data(doc), "phase": "placed", "reason": (doc.get("decision") or {}).get("reason")}
+            emit(kind, data, f"{server_id(key)}-{generation + 1}-{kind.rsplit('.', 1)[-1]}")
     return doc
 
 

@@ -97,14 +97,16 @@ def _record(settings: Any, db: Any, head: Head, docs: dict[str, dict], placement
     for key, found in head.servers.items():
         fields = _spec_fields(settings, found, head.commit)
         decision = placement.decisions.get(key)
+        old = docs.get(key) or {}
         if decision is not None and decision.outcome != "unchanged":
-            fields.update(decision=decision.model_dump(mode="json"), decided_at=now, reused=decision.reused,
-                          preempted_by=None, hints=decision.hints)
+            fields.update(decision=decision.model_dump(mode="json"), reused=decision.reused, preempted_by=None,
+                          hints=decision.hints)
+            if fields["decision"] != old.get("decision"):  # a waiting server planned again to the same end: no write
+                fields["decided_at"] = now
             if decision.outcome == "placed":
                 fields["placed_at"] = now
         if key in placement.victims:
             fields.update(preempted_by=_preemptor(placement, key), hints=[])
-        old = docs.get(key) or {}
         changed = {k: v for k, v in fields.items() if old.get(k) != v}
         if changed or key not in docs:
             servers.save(key, changed)
@@ -179,9 +181,6 @@ def observe(settings: Any, db: Any, runtime: Runtime, docs: dict[str, dict], *, 
                                        decision.get("reason", ""), emit=emit, fields={"url": None})
         elif outcome == "placed":
             url = _url(settings, runtime, doc)
-            if key in entering:
-                docs[key] = lifecycle.move(servers, doc, "placed", decision.get("reason", "placed"), emit=emit,
-                                           fields={"url": url})
             state, pods = _health(settings, runtime, doc, live=live, pods_by_ns=pods_by_ns)
             placed.append((key, state, pods, url))
     asked = [(key, url) for key, state, _, url in placed if probe and state.state == "ready"]
@@ -197,7 +196,7 @@ def observe(settings: Any, db: Any, runtime: Runtime, docs: dict[str, dict], *, 
                                         util=(doc.get("decision") or {}).get("gpu_memory_utilization"))
             reason = lifecycle.with_hints(reason, hints)
             fields["log_hints"] = hints
-        docs[key] = lifecycle.move(servers, doc, phase, reason, emit=emit, fields=fields)
+        docs[key] = lifecycle.move(servers, doc, phase, reason, emit=emit, fields=fields, placed=key in entering)
     for key in keys:
         doc = docs[key]
         if (doc.get("decision") or {}).get("outcome") == "reused" and not doc.get("preempted_by"):
