@@ -82,3 +82,31 @@ def test_a_model_server_becomes_a_simulator_process_answering_with_its_served_na
     removed = local.delete("/deployments/default.llama")
     assert removed.status_code == 202, removed.text
     assert local.get("/inventory").json()["claims"] == 0
+
+
+def test_reuse_pending_preemption_and_return_on_the_simulated_gpus(local: Any) -> None:
+    llama = {"model_name": LLAMA_8B, "served_model_name": "llama", "max_model_len": 8192}
+
+    def deploy(name: str, **fields: Any) -> dict[str, Any]:
+        answer = local.post("/deploy", json={"name": name, "config": {**llama, **fields}})
+        assert answer.status_code == 202, answer.text
+        return answer.json()
+
+    assert deploy("a", priority=10)["gpus"] == [[0]]
+    wait_ready(local, "default.a")
+    twin = deploy("twin", priority=10)
+    assert twin["status"] == "ready" and twin["reused"] == "default/a" and models(twin["url"]) == ["llama"]
+    assert local.delete("/deployments/default.twin").status_code == 202
+
+    big = deploy("big", tensor_parallel_size=2)
+    assert big["status"] == "pending" and "has 1 free" in big["reason"]
+    boss = deploy("boss", tensor_parallel_size=2, priority=90)
+    assert boss["decision"]["outcome"] == "placed" and boss["gpus"] == [[0, 1]]
+    victim = local.get("/deployments/default.a/status").json()
+    assert victim["status"] == "pending" and victim["preempted_by"] == "default/boss"
+    assert models(wait_ready(local, "default.boss")["url"]) == ["llama"]
+
+    gone = local.delete("/deployments/default.boss").json()
+    assert gone["placed_now"] == ["default/a"]  # a (priority 10) first; big (0) waits while a holds GPU 0
+    assert models(wait_ready(local, "default.a")["url"]) == ["llama"]
+    assert local.get("/deployments/default.big/status").json()["status"] == "pending"
