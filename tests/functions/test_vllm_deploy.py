@@ -93,3 +93,15 @@ def test_a_valid_deploy_is_committed_even_when_the_cluster_cannot_be_reached(vll
         ("configs/llama.yaml", "config"), ("configs/typo.yaml", "config"),
         ("models/team/llama.yaml", "deployed"), ("models/default/opt-125m.yaml", "deployed")}
     assert vllm.delete("/deployments/team.nothing").status_code == 404
+
+
+def test_deploying_a_file_already_in_models_keeps_the_persons_file(vllm: Any, tmp_path: Path) -> None:
+    from tests.integration.gitops.gitutil import Person
+
+    written = "# ours, with a comment\nmodel_name: facebook/opt-125m\ngpu_resource_type: cpu\n"
+    Person(vllm.remote, tmp_path / "person").commit({"models/default/opt.yaml": written}, "a server by hand")
+    before = head(vllm.remote)
+    answer = vllm.post("/deploy-from-file", json={"config_file": "models/default/opt.yaml"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["id"] == "default.opt" and not answer.json()["created_commit"]
+    assert head(vllm.remote) == before and show(vllm.remote, "models/default/opt.yaml") == written.strip()

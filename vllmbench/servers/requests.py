@@ -70,15 +70,21 @@ def deploy(settings: Any, db: Any, runtime: Runtimes, *, config: dict[str, Any],
             raise Conflict(f"a server named {found.name} is defined in {other.path} and runs in {slot}: choose "
                            "another name; nothing was committed")
     spec = ModelServerSpec.model_validate(config)
-    message = (f"Deploy vLLM server {found.key} ({spec.model_name})\n\n"
-               f"Requested through benchmark-vllm's {route}.")
-    with installation.open_repository(settings) as repo:
-        result = write(repo, [FileEdit(found.path, dump(spec, source=f"requested through benchmark-vllm's {route}"))],
-                       message=message, author=installation.author(settings, AUTHOR), retries=settings.git_push_retries)
-    info(log, "server committed", server=found.key, commit=result.commit, created=result.created)
+    same = head.servers.get(found.key)
+    if same is not None and same.digest == found.digest:  # in Git already, as a person wrote it: keep their file
+        commit, created = head.commit, False
+    else:
+        message = (f"Deploy vLLM server {found.key} ({spec.model_name})\n\n"
+                   f"Requested through benchmark-vllm's {route}.")
+        with installation.open_repository(settings) as repo:
+            result = write(repo, [FileEdit(found.path, dump(spec, source=f"requested through benchmark-vllm's {route}"))],
+                           message=message, author=installation.author(settings, AUTHOR),
+                           retries=settings.git_push_retries)
+        commit, created = result.commit, result.created
+    info(log, "server committed", server=found.key, commit=commit, created=created)
     synced = sync_now(settings, db, runtime, trigger="deploy", emit=emit)
-    return {**view(Servers(db).get(found.key), fallback=found), "path": found.path, "commit": result.commit,
-            "created_commit": result.created, "sync": synced}
+    return {**view(Servers(db).get(found.key), fallback=found), "path": found.path, "commit": commit,
+            "created_commit": created, "sync": synced}
 
 
 def deploy_file(settings: Any, db: Any, runtime: Runtimes, *, config_file: str, namespace: str | None,
