@@ -21,17 +21,22 @@ class EventType:
     data: str
 
 
+MODEL_SERVER_DATA = ("id, namespace, server, model, served_model_name, url, phase, reason, identity, reused, "
+                     "preempted_by, node, path, commit")
+
 EVENT_TYPES: tuple[EventType, ...] = (
     EventType("dev.vllmbench.gitops.pushed", "benchmark-manager (GitHub webhook), writers after a push",
-              ("benchmark-manager", "benchmark-deployer"), "repository, branch, before, after"),
+              ("benchmark-manager", "benchmark-deployer", "benchmark-vllm"), "repository, branch, before, after"),
     EventType("dev.vllmbench.result.raw", "benchmark jobs", ("benchmark-results",),
               "a RawInput: run_id, project, model, harness, tags, data"),
     EventType("dev.vllmbench.result.ingested", "benchmark-results", ("benchmark-eval",),
               "run_id, raw_id, project, standardized record ids"),
-    EventType("dev.vllmbench.model.ready", "benchmark-vllm", ("benchmark-eval",),
-              "namespace, server, model, served_model_name, url"),
-    EventType("dev.vllmbench.model.failed", "benchmark-vllm", ("benchmark-eval",), "namespace, server, reason"),
-    EventType("dev.vllmbench.model.pending", "benchmark-vllm", ("benchmark-eval",), "namespace, server, reason"),
+    # A vLLM server's phase changes, once each (docs/placement.md "Status and events"); the evaluations wait for .ready.
+    EventType("dev.vllmbench.model.placed", "benchmark-vllm", (), MODEL_SERVER_DATA),
+    EventType("dev.vllmbench.model.ready", "benchmark-vllm", ("benchmark-eval",), MODEL_SERVER_DATA),
+    EventType("dev.vllmbench.model.failed", "benchmark-vllm", ("benchmark-eval",), MODEL_SERVER_DATA),
+    EventType("dev.vllmbench.model.pending", "benchmark-vllm", ("benchmark-eval",), MODEL_SERVER_DATA),
+    EventType("dev.vllmbench.model.preempted", "benchmark-vllm", (), MODEL_SERVER_DATA),
     EventType("dev.vllmbench.eval.state", "benchmark-eval", (), "evaluation, state, reason"),
     EventType("dev.vllmbench.eval.completed", "benchmark-eval", (),
               "evaluation, state, reason, verdict (with the figures), project, benchmark, server, run ids"),

@@ -103,6 +103,18 @@ class Settings(BaseSettings):
     local_exec: bool = Field(False, validation_alias=_env("VLLMBENCH_LOCAL_EXEC", "local_exec"),
                              description="Let the local runtime's terminal open a shell on this machine.")
 
+    # The vLLM service (functions/vllm_deploy, docs/placement.md).
+    vllm_namespace: str = Field("", validation_alias=_env("VLLMBENCH_VLLM_NAMESPACE", "vllm_namespace"),
+                                description="Where vLLM servers run; default: the first workload namespace.")
+    simulated_gpus: str = Field("", validation_alias=_env("VLLMBENCH_SIMULATED_GPUS", "simulated_gpus"),
+                                description="The declared GPUs of the local runtime, e.g. local=2x80GB:NVIDIA-H100-80GB-HBM3.")
+    local_gpus: str = Field("auto", pattern=r"^(auto|simulated|nvidia-smi)$",
+                            validation_alias=_env("VLLMBENCH_LOCAL_GPUS", "local_gpus"),
+                            description="auto: nvidia-smi where present, else the simulated inventory.")
+    vllm_probe_url: str = Field("", validation_alias=_env("VLLMBENCH_VLLM_PROBE_URL", "vllm_probe_url"),
+                                description="How this process reaches a server ({namespace}, {name}, {port}); "
+                                            "default: the runtime's Service URL.")
+
     terminal_max_sessions: int = Field(5, ge=1, le=100, validation_alias=_env("VLLMBENCH_TERMINAL_MAX_SESSIONS", "terminal_max_sessions"))
     terminal_idle_s: int = Field(900, ge=10, le=24 * 3600, validation_alias=_env("VLLMBENCH_TERMINAL_IDLE_S", "terminal_idle_s"))
 

@@ -33,6 +33,11 @@ def test_make_run_benchmarks_end_to_end_and_keeps_data_across_restarts(stack_arg
             assert requests.get(stack.url(folder) + "/health", timeout=5).json()["status"] == "ok"
             assert requests.get(stack.url(folder) + "/ready", timeout=10).status_code == 200
             assert requests.get(stack.url(folder) + "/docs", timeout=5).status_code == 200
+        seed = requests.get(stack.url("vllm_deploy") + "/deployments/default.opt-125m/status", timeout=30).json()
+        assert seed["status"] == "ready", seed  # the seed's ModelServer, placed and answering at start
+        assert "vllm server  default/opt-125m: ready at http://127.0.0.1:" in printed
+        models = requests.get(seed["url"] + "/v1/models", timeout=10).json()
+        assert [m["id"] for m in models["data"]] == ["opt-125m"]
         files = requests.get(stack.url("sync") + "/projects/demo/files", timeout=10)
         assert files.status_code == 200, files.text
         with pytest.raises(AlreadyRunning):

@@ -57,6 +57,7 @@ class Stack:
             self._start_broker()
             if not os.environ.get("GITOPS_REPO_URL"):
                 self._register_example_project(repo_url)
+            self._place_model_servers()
         except BaseException:
             self.stop()
             raise
@@ -207,6 +208,12 @@ class Stack:
                     self._say(f"example project: {path} answered {exc.code}: {exc.read()[:300].decode(errors='replace')}")
                     return
         self._say(f"project      {EXAMPLE_PROJECT!r} registered and synced: {manager}/projects/{EXAMPLE_PROJECT}/files")
+
+    def _place_model_servers(self) -> None:
+        """models/ placed and applied now (the seed's opt-125m answers before `make run` says it is up)."""
+        from vllmbench.embedded.servers import place_model_servers
+
+        place_model_servers(self.url("vllm_deploy"), token=self.api_token, say=self._say)
 
     def _say(self, line: str) -> None:
         print(line, file=self.out, flush=True)

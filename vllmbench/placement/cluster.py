@@ -108,6 +108,13 @@ def from_kube(nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]]) -
     inventory = Inventory(source="kubernetes")
     for obj in nodes:
         inventory.add(node_from_kube(obj))
+    add_pods(inventory, pods)
+    return inventory
+
+
+def add_pods(inventory: Inventory, pods: Iterable[dict[str, Any]]) -> None:
+    """Claim what ``pods`` hold on the GPUs still free: the vLLM service first puts its own ledger's
+    claims in (they hold before their pods exist), then everyone else's pods fill the rest in order."""
     for pod in pods:
         node_name = (pod.get("spec") or {}).get("nodeName")
         phase = (pod.get("status") or {}).get("phase")
@@ -122,7 +129,6 @@ def from_kube(nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]]) -
                 for _ in range(count):
                     inventory.add_claim(node.name, Claim(holder, node.mig[resource].memory, priority, placed_at),
                                         mig=resource)
-    return inventory
 
 
 def _take_gpus(inventory: Inventory, node: Node, holder: str, count: int, priority: int | None, placed_at: float,
