@@ -22,6 +22,15 @@ def stack_args(tmp_path):
                 out=io.StringIO())
 
 
+QUICK = """name: quick
+model: opt-125m
+server: default/opt-125m
+load: {mode: rate, arrival: constant, rate_rps: 4, duration_s: 3, dataset: synthetic,
+       input_tokens: {kind: fixed, mean: 32}, output_tokens: {kind: fixed, mean: 16}}
+verdict: {threshold_percent: 10, metrics: [ttft_p50, e2e_p50]}
+"""
+
+
 def test_make_run_benchmarks_end_to_end_and_keeps_data_across_restarts(stack_args):
     from vllmbench.embedded.demo import run_demo
 
@@ -42,16 +51,32 @@ def test_make_run_benchmarks_end_to_end_and_keeps_data_across_restarts(stack_arg
         assert files.status_code == 200, files.text
         with pytest.raises(AlreadyRunning):
             Stack(**{**stack_args, "out": io.StringIO()}).start()
-        summary = run_demo(stack.url("results"), api_token=None, out_dir=stack_args["data_dir"] / "demo",
-                           duration_s=3.0, project="demo")
-        run = requests.get(stack.url("results") + f"/runs/{summary['run_id']}", timeout=10).json()
+        # a person edits the configuration through the Manager (a commit), then the demo evaluates it:
+        # the eval function asks the vLLM service for the server, the job runs as a local process
+        edited = requests.put(stack.url("sync") + "/projects/demo/files/benchmarks/quick.yaml", data=QUICK,
+                              timeout=60)
+        assert edited.status_code == 200, edited.text
+        urls = {folder: stack.url(folder) for folder in ("results", "deploy", "eval", "vllm_deploy")}
+        lines: list[str] = []
+        first = run_demo(urls, api_token=None, benchmark="quick", say=lines.append)
+        assert first["state"] == "done", lines
+        assert first["verdict"]["verdict"] in ("no_baseline", "untrustworthy"), first["verdict"]
+        run_id = first["repeats"][0]["run_id"]
+        run = requests.get(stack.url("results") + f"/runs/{run_id}", timeout=10).json()
         assert run["standardized"][0]["results"]["requests"]["succeeded"] > 0
         assert run["standardized"][0]["run"]["project"] == "demo"
+        assert any("server ready at http://127.0.0.1:" in line for line in lines), lines
+        assert any(f"/runs/{run_id}/report" in line for line in lines), lines
     finally:
         stack.stop()
     again = Stack(**{**stack_args, "out": io.StringIO()}).start()
     try:
-        run = requests.get(again.url("results") + f"/runs/{summary['run_id']}", timeout=10)
+        run = requests.get(again.url("results") + f"/runs/{run_id}", timeout=10)
         assert run.status_code == 200, "results did not survive a restart"
+        urls = {folder: again.url(folder) for folder in ("results", "deploy", "eval", "vllm_deploy")}
+        second = run_demo(urls, api_token=None, benchmark="quick", say=lambda line: None)
+        assert second["state"] == "done"
+        if first["verdict"]["verdict"] == "no_baseline" and second["verdict"]["verdict"] != "untrustworthy":
+            assert second["verdict"]["baseline"] == first["id"]  # judged against the first, after the restart
     finally:
         again.stop()

@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def up(
         data_dir: Path = typer.Option(Path(".data"), help="Where the database, the Git remote and logs live."),
-        demo: bool = typer.Option(True, help="Run a short real benchmark against the simulator once everything is up."),
+        demo: bool = typer.Option(True, help="Evaluate the demo project once everything is up (a real benchmark, judged)."),
         exit_after_demo: bool = typer.Option(False, help="Stop once the demo benchmark has finished (for CI and scripts)."),
     ) -> None:
         """Start the six functions (ports 8000-8005), the database, the Git remote and the local broker."""
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         try:
             if demo:
-                _demo(data_dir.resolve(), token)
+                _demo(stack, token)
             if exit_after_demo:
                 return
             typer.echo(f"\nvllmbench is running; logs in {data_dir.resolve() / 'logs'}. Press Ctrl-C to stop.")
@@ -42,18 +42,13 @@ def register(app: typer.Typer) -> None:
             typer.echo("stopped; data kept in " + str(data_dir.resolve()))
 
 
-def _demo(data_dir: Path, token: str | None) -> None:
+def _demo(stack: object, token: str | None) -> None:
     from vllmbench.embedded.demo import run_demo
 
-    typer.echo("\nrunning a short benchmark against the vLLM simulator (--no-demo skips it)...")
+    typer.echo("\nthe demo: an evaluation of the demo project on its ModelServer, through the whole system "
+               "(--no-demo skips it)...")
+    urls = {folder: stack.url(folder) for folder in ("results", "deploy", "eval", "vllm_deploy")}  # type: ignore[attr-defined]
     try:
-        summary = run_demo("http://127.0.0.1:8000", api_token=token, out_dir=data_dir / "demo", project="demo")
+        run_demo(urls, api_token=token, say=typer.echo)
     except Exception as exc:  # the stack stays up: the demo is a convenience, not the service
-        typer.echo(f"the demo benchmark failed: {exc}", err=True)
-        return
-    run_id = summary.get("run_id")
-    typer.echo(f"demo run {run_id} stored: http://127.0.0.1:8000/runs/{run_id}")
-    for key, value in summary.items():
-        if key not in ("run_id", "posted", "files"):
-            typer.echo(f"  {key}: {value}")
-    typer.echo(f"  files: {data_dir / 'demo'}")
+        typer.echo(f"the demo evaluation failed: {exc}", err=True)
