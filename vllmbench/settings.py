@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     event_dedupe_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, validation_alias=_env("VLLMBENCH_EVENT_DEDUPE_TTL_S", "event_dedupe_ttl_s")
     )
+    # A delivery's claim on an event lapses this long after its holder stopped renewing it
+    # (the process died); it must be shorter than the broker's retry window (about 15 s).
+    event_claim_s: float = Field(10.0, gt=0, validation_alias=_env("VLLMBENCH_EVENT_CLAIM_S", "event_claim_s"))
+    event_claim_wait_s: float = Field(
+        5.0, ge=0, validation_alias=_env("VLLMBENCH_EVENT_CLAIM_WAIT_S", "event_claim_wait_s"))
 
     # Workload runtimes (vllmbench/runtimes): where the reconcile engine applies objects.
     runtime: str = Field("auto", pattern=r"^(auto|kube|local)$", validation_alias=_env("VLLMBENCH_RUNTIME", "runtime"),

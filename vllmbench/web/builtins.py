@@ -65,7 +65,7 @@ def install(app: "FunctionApp") -> None:
 
 def _make_receiver(app: "FunctionApp") -> Any:
     def receive(ctx: Context, body: bytes) -> Reply:
-        from vllmbench.store.events import EventLedger
+        from vllmbench.store.events import Claim, EventLedger
         from vllmbench.web.cloudevents import parse
 
         event = parse(ctx.request.headers, body)
@@ -75,16 +75,18 @@ def _make_receiver(app: "FunctionApp") -> Any:
             handled = ", ".join(sorted(app.events)) or "none"
             raise UserError(f"{app.service} does not handle events of type {event_type!r}; it handles: {handled}")
         with logs.bind(event_id=event_id, event_type=event_type, event_source=source):
-            ledger = EventLedger(ctx.db, ttl_s=ctx.settings.event_dedupe_ttl_s)
-            previous = ledger.seen(source, event_id)
-            if previous is not None:
-                logs.info(ctx.log, "duplicate event ignored")
-                return Reply({"status": "duplicate", "id": event_id, "outcome": previous.get("outcome", {})}, 200)
             data = event.data
             if handler.data is not None:
                 data = validate(resolve(handler.data), data, where="data")
-            outcome = handler.handler(ctx, event, data) or {}
-            ledger.record(source, event_id, event_type, outcome)
+            ledger = EventLedger(ctx.db, ttl_s=ctx.settings.event_dedupe_ttl_s, claim_s=ctx.settings.event_claim_s,
+                                 wait_s=ctx.settings.event_claim_wait_s)
+            claim = ledger.acquire(source, event_id, event_type)
+            if not isinstance(claim, Claim):
+                logs.info(ctx.log, "duplicate event ignored")
+                return Reply({"status": "duplicate", "id": event_id, "outcome": claim.get("outcome", {})}, 200)
+            with claim:  # renewed while the handler runs; released if it fails
+                outcome = handler.handler(ctx, event, data) or {}
+            claim.complete(outcome)
             logs.info(ctx.log, "event processed")
             return Reply({"status": "accepted", "id": event_id, "outcome": outcome}, 202)
 
