@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     event_claim_s: float = Field(10.0, gt=0, validation_alias=_env("VLLMBENCH_EVENT_CLAIM_S", "event_claim_s"))
     event_claim_wait_s: float = Field(
         5.0, ge=0, validation_alias=_env("VLLMBENCH_EVENT_CLAIM_WAIT_S", "event_claim_wait_s"))
+    body_timeout_s: float = Field(30.0, gt=0, validation_alias=_env("VLLMBENCH_BODY_TIMEOUT_S", "body_timeout_s"))
 
     # Workload runtimes (vllmbench/runtimes): where the reconcile engine applies objects.
     runtime: str = Field("auto", pattern=r"^(auto|kube|local)$", validation_alias=_env("VLLMBENCH_RUNTIME", "runtime"),

@@ -26,7 +26,7 @@ from vllmbench.errors import (
     UserError,
     VllmbenchError,
 )
-from vllmbench.web.bodies import parse_json, query_to_dict, read_body, resolve, validate
+from vllmbench.web.bodies import BODY_READ, parse_json, query_to_dict, read_body, require_json, resolve, validate
 from vllmbench.web.context import Context, Reply
 
 if TYPE_CHECKING:
@@ -88,6 +88,33 @@ class FunctionApp:
 
         # functions-framework wants a plain function as its target, not a bound method.
         self.handle = handle
+        self._adopt_framework_errors()
+
+    def _adopt_framework_errors(self) -> None:
+        """functions-framework answers a few requests itself, in HTML and before ``handle``
+        (a path its routing cannot match, such as one with a newline; /favicon.ico; /robots.txt).
+        It loads this module inside its Flask app's context: answer those in JSON too."""
+        import flask
+
+        if not flask.has_app_context():
+            return
+        from werkzeug.exceptions import HTTPException
+
+        def framework_error(exc: HTTPException) -> Any:
+            request = flask.request
+            request_id = _request_id(request.headers.get("X-Request-Id"))
+            with logs.bind(request_id=request_id, function=self.name):
+                error: VllmbenchError
+                if exc.code == 404:
+                    error = NotFound(f"no route {request.method} {request.path!r}; see /docs for the routes")
+                elif exc.code is not None and 400 <= exc.code < 500:
+                    error = UserError(exc.description or exc.name)
+                    error.status = exc.code
+                else:
+                    error = VllmbenchError(f"internal error; see the logs for request {request_id}")
+                return _to_response(_error_reply(error), request_id)
+
+        flask.current_app.register_error_handler(HTTPException, framework_error)
 
     # -- declaring -----------------------------------------------------------------
     def route(self, method: str, path: str, *, body: Any = None, query: Any = None,
@@ -184,6 +211,12 @@ class FunctionApp:
                 log.exception("unhandled error in %s %s", request.method, request.path)
                 reply = Reply({"error": "internal", "message": f"internal error; see the logs for request {request_id}"}, 500)
             response = _to_response(reply, request_id)
+            if _body_left_unread(request):
+                # Refused before its body was read, or the read was cut: close the connection, so
+                # that what is left is never read as the next request, and tell functions-framework
+                # (which reads the rest of every body after the response) that there is nothing to wait for.
+                response.headers["Connection"] = "close"
+                request._cached_data = b""
             if request.path not in ("/health", "/ready"):
                 logs.info(log, "request", method=request.method, path=request.path, status=reply.status,
                           ms=round((time.perf_counter() - started) * 1000, 2))
@@ -215,12 +248,14 @@ class FunctionApp:
             self._authorize(request)
         ctx = Context(self.runtime, request, request_id)
         kwargs: dict[str, Any] = dict(args)
+        settings = self.runtime.settings
         if route.raw_body:
-            kwargs["body"] = read_body(request, self.runtime.settings.max_body_bytes)
+            kwargs["body"] = read_body(request, settings.max_body_bytes, timeout_s=settings.body_timeout_s)
         elif route.body is not None:
-            data = read_body(request, self.runtime.settings.max_body_bytes)
-            kwargs["body"] = validate(resolve(route.body), parse_json(data, max_depth=self.runtime.settings.max_json_depth),
-                                      where="body")
+            require_json(request.headers.get("Content-Type"))
+            data = read_body(request, settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+            kwargs["body"] = validate(resolve(route.body), parse_json(data, max_depth=settings.max_json_depth),
+                                      where="body", strict=True, text=data)
         if route.query is not None:
             query = resolve(route.query)
             kwargs["query"] = validate(query, query_to_dict(query, request.args), where="query")
@@ -253,9 +288,10 @@ class FunctionApp:
         token = self.runtime.settings.api_token
         if token is None or not token.get_secret_value():
             return
-        header = request.headers.get("Authorization", "")
-        expected = f"Bearer {token.get_secret_value()}".encode()
-        if not hmac.compare_digest(header.encode(), expected):
+        # The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
+        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                 token.get_secret_value().encode()):
             raise Unauthorized("missing or invalid bearer token (send 'Authorization: Bearer <token>')")
 
 
@@ -265,6 +301,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def _request_id(given: str | None) -> str:
     """The caller's X-Request-Id when it is a plain token (it is echoed and logged), else a new one."""
     return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _body_left_unread(request: Any) -> bool:
+    environ = request.environ
+    declared = (request.content_length or 0) > 0 or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    return declared and not environ.get(BODY_READ)
 
 
 def _call_translating(handler: Callable[..., Any], ctx: Context, kwargs: dict[str, Any]) -> Any:
