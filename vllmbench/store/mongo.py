@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from vllmbench.errors import Conflict, DependencyUnavailable, VllmbenchError
+from vllmbench.errors import Conflict, DependencyUnavailable, ValidationFailed, VllmbenchError
 from vllmbench.logs import scrub
 
 if TYPE_CHECKING:
@@ -23,8 +23,13 @@ def translate(action: str = "database call") -> Iterator[None]:
     """Turn pymongo errors raised inside the block into the project's errors."""
     from pymongo import errors
 
+    from bson.errors import BSONError
+
     try:
         yield
+    except (BSONError, OverflowError) as exc:  # encoding the document failed: a value the database cannot hold
+        raise ValidationFailed(f"{action}: a value cannot be stored (integers must fit in 64 bits, "
+                               "text must be valid Unicode, keys must not start with '$')") from exc
     except errors.DuplicateKeyError as exc:
         raise Conflict(f"{action}: the document exists already") from exc
     except errors.ConnectionFailure as exc:  # refused, timed out, server selection failed

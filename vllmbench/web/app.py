@@ -51,6 +51,8 @@ class Route:
     public: bool = False
     response: Any = None
     tag: str | None = None
+    also: dict[int, str] | None = None  # other success statuses, documented with the same body
+    media: tuple[str, ...] = ("application/json",)  # what a success answers with
 
 
 @dataclass
@@ -119,11 +121,14 @@ class FunctionApp:
     # -- declaring -----------------------------------------------------------------
     def route(self, method: str, path: str, *, body: Any = None, query: Any = None,
               raw_body: bool = False, status: int = 200, summary: str = "", public: bool = False,
-              response: Any = None, tag: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+              response: Any = None, tag: str | None = None, also: dict[int, str] | None = None,
+              media: tuple[str, ...] = ("application/json",)) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare a route. ``also``: other success statuses it answers (e.g. ``{200: "unchanged"}``
+        beside 201), so that the OpenAPI document names every status a client can get."""
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             self.routes.append(Route(method.upper(), path, handler, body, query, raw_body, status,
                                      summary or (inspect.getdoc(handler) or "").split("\n")[0], public,
-                                     response, tag))
+                                     response, tag, also, media))
             self._url_map = None
             return handler
 

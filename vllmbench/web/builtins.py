@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from vllmbench.web.app import FunctionApp
 
 
+STATIC_MEDIA = ("application/javascript", "text/javascript", "text/css", "image/png", "application/json",
+                "text/plain", "application/octet-stream")
+
+
 def install(app: "FunctionApp") -> None:
     @app.route("GET", "/health", public=True, tag="meta")
     def health(ctx: Context) -> dict[str, Any]:
@@ -44,14 +48,14 @@ def install(app: "FunctionApp") -> None:
 
         return build(app)
 
-    @app.route("GET", "/docs", public=True, tag="meta")
+    @app.route("GET", "/docs", public=True, tag="meta", media=("text/html",))
     def docs(ctx: Context) -> Any:
         """A page to read and try this API (the token, when one is needed, is asked for there)."""
         from vllmbench.web.docs import page
 
         return Reply(page(app))
 
-    @app.route("GET", "/docs/static/<name>", public=True, tag="meta")
+    @app.route("GET", "/docs/static/<name>", public=True, tag="meta", media=STATIC_MEDIA)
     def docs_static(ctx: Context, name: str) -> Any:
         """Static files of the docs page."""
         from vllmbench.web.docs import static
@@ -60,6 +64,7 @@ def install(app: "FunctionApp") -> None:
 
     for path in ("/", "/events"):
         app.route("POST", path, raw_body=True, status=202, tag="events",
+                  also={200: "a duplicate delivery: the event was processed already (its outcome again)"},
                   summary="Receive a CloudEvent (binary or structured mode)")(_make_receiver(app))
 
 
@@ -68,7 +73,7 @@ def _make_receiver(app: "FunctionApp") -> Any:
         from vllmbench.store.events import Claim, EventLedger
         from vllmbench.web.cloudevents import parse
 
-        event = parse(ctx.request.headers, body)
+        event = parse(ctx.request.headers, body, max_depth=ctx.settings.max_json_depth)
         event_type, event_id, source = event["type"], event["id"], event["source"]
         handler = app.events.get(event_type)
         if handler is None:
@@ -77,7 +82,7 @@ def _make_receiver(app: "FunctionApp") -> Any:
         with logs.bind(event_id=event_id, event_type=event_type, event_source=source):
             data = event.data
             if handler.data is not None:
-                data = validate(resolve(handler.data), data, where="data")
+                data = validate(resolve(handler.data), data, where="data", strict=True)
             ledger = EventLedger(ctx.db, ttl_s=ctx.settings.event_dedupe_ttl_s, claim_s=ctx.settings.event_claim_s,
                                  wait_s=ctx.settings.event_claim_wait_s)
             claim = ledger.acquire(source, event_id, event_type)
