@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 
 from vllmbench.errors import RetryableError
-from vllmbench.models.base import as_utc
+from vllmbench.models.times import as_utc
 from vllmbench.store.mongo import translate
 
 COLLECTION = "processed_events"

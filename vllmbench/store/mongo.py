@@ -50,10 +50,14 @@ def _short(exc: Exception) -> str:
 class MongoStore:
     """A lazily connected client. Creating it does no I/O."""
 
-    def __init__(self, url: str, *, timeout_ms: int = 2000, app_name: str = "vllmbench") -> None:
+    def __init__(self, url: str, *, timeout_ms: int = 2000, app_name: str = "vllmbench",
+                 username: str | None = None, password: str | None = None, auth_source: str = "admin") -> None:
         self._url = url
         self._timeout_ms = timeout_ms
         self._app_name = app_name
+        # A user given apart from the URL (each function its own: manifests/base/mongodb).
+        self._credentials = ({"username": username, "password": password or "", "authSource": auth_source}
+                             if username else {})
         self._client: MongoClient[dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
@@ -75,6 +79,7 @@ class MongoStore:
                             tz_aware=True,
                             appname=self._app_name,
                             retryWrites=False,
+                            **self._credentials,
                         )
         return self._client
 

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from vllmbench import logs
 from vllmbench.errors import (
     DependencyUnavailable,
@@ -349,9 +347,10 @@ def _to_response(reply: Reply, request_id: str) -> Any:
     if isinstance(body, flask.Response):
         body.headers["X-Request-Id"] = request_id
         return body
-    if isinstance(body, BaseModel):
+    # pydantic models by their method, so that pydantic loads only when a route needs it (cold start)
+    if hasattr(body, "model_dump_json"):
         payload = body.model_dump_json()
-    elif isinstance(body, list) and body and isinstance(body[0], BaseModel):
+    elif isinstance(body, list) and body and hasattr(body[0], "model_dump_json"):
         payload = "[" + ",".join(item.model_dump_json() for item in body) + "]"
     elif body is None and reply.status == 204:
         payload = ""
@@ -366,7 +365,7 @@ def _to_response(reply: Reply, request_id: str) -> Any:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
+    if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if hasattr(value, "isoformat"):
         return value.isoformat()

@@ -9,12 +9,12 @@ import re
 import typing
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from vllmbench.errors import PayloadTooLarge, UserError, ValidationFailed
 
 if TYPE_CHECKING:
     import flask
+    from pydantic import BaseModel, TypeAdapter, ValidationError
 
 
 def resolve(spec: Any) -> Any:
@@ -152,7 +152,7 @@ def _where(loc: Any) -> str:
     return ".".join(reversed(parts)) or "(top level)"
 
 
-def validation_details(exc: ValidationError, *, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def validation_details(exc: "ValidationError", *, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One entry per wrong field: where, what is wrong, what was expected."""
     details = []
     for error in exc.errors(include_url=False, include_input=False):
@@ -186,6 +186,8 @@ def validate(model: Any, value: Any, *, where: str, strict: bool = False, text: 
     the sender chose the types; validated as JSON (``text``, else ``value`` written
     back), where a date is text. Query strings are all text, so they are validated lax.
     """
+    from pydantic import BaseModel, ValidationError  # on first use: pydantic is off the import path
+
     try:
         adapter = model if isinstance(model, type) and issubclass(model, BaseModel) else None
         if strict:
@@ -204,11 +206,13 @@ def validate(model: Any, value: Any, *, where: str, strict: bool = False, text: 
 
 
 @functools.lru_cache(maxsize=64)
-def _adapter(model: Any) -> TypeAdapter[Any]:
+def _adapter(model: Any) -> "TypeAdapter[Any]":
+    from pydantic import TypeAdapter
+
     return TypeAdapter(model)
 
 
-def query_to_dict(model: type[BaseModel], args: "flask.Request.args") -> dict[str, Any]:  # type: ignore[name-defined]
+def query_to_dict(model: "type[BaseModel]", args: "flask.Request.args") -> dict[str, Any]:  # type: ignore[name-defined]
     """Query string to a dict for ``model``: list fields take repeated or comma-separated values."""
     known = model.model_fields
     result: dict[str, Any] = {}

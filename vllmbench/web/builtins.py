@@ -70,7 +70,6 @@ def install(app: "FunctionApp") -> None:
 
 def _make_receiver(app: "FunctionApp") -> Any:
     def receive(ctx: Context, body: bytes) -> Reply:
-        from vllmbench.store.events import Claim, EventLedger
         from vllmbench.web.cloudevents import parse
 
         event = parse(ctx.request.headers, body, max_depth=ctx.settings.max_json_depth)
@@ -79,6 +78,8 @@ def _make_receiver(app: "FunctionApp") -> Any:
         if handler is None:
             handled = ", ".join(sorted(app.events)) or "none"
             raise UserError(f"{app.service} does not handle events of type {event_type!r}; it handles: {handled}")
+        from vllmbench.store.events import Claim, EventLedger
+
         with logs.bind(event_id=event_id, event_type=event_type, event_source=source):
             data = event.data
             if handler.data is not None:
