@@ -245,8 +245,8 @@ class Settings(_Declared):
     # Let the local runtime's terminal open a shell on this machine.
     local_exec: bool = setting(False, "VLLMBENCH_LOCAL_EXEC", "local_exec")
 
-    terminal_max_sessions: int = Field(5, ge=1, le=100, validation_alias=_env("VLLMBENCH_TERMINAL_MAX_SESSIONS", "terminal_max_sessions"))
-    terminal_idle_s: int = Field(900, ge=10, le=24 * 3600, validation_alias=_env("VLLMBENCH_TERMINAL_IDLE_S", "terminal_idle_s"))
+    terminal_max_sessions: int = setting(5, "VLLMBENCH_TERMINAL_MAX_SESSIONS", "terminal_max_sessions", ge=1, le=100)
+    terminal_idle_s: int = setting(900, "VLLMBENCH_TERMINAL_IDLE_S", "terminal_idle_s", ge=10, le=24 * 3600)
 
     # Where the functions reach each other (HTTP; functions never import each other). The
     # defaults are the embedded stack's ports; the manifests set the cluster's names.

@@ -46,6 +46,14 @@ def offline_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_SSH_COMMAND", "false")
 
 
+def _header(response, name: str) -> str:
+    """A header of schemathesis' response (its names are lower case, its values lists)."""
+    for key, value in response.headers.items():
+        if key.lower() == name.lower():
+            return value[0] if isinstance(value, list) else value
+    return ""
+
+
 def _problems(served, spec: dict) -> list[str]:
     schema = schemathesis.openapi.from_dict(spec)
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -63,9 +71,8 @@ def _problems(served, spec: dict) -> list[str]:
                 calls[response.status_code] = calls.get(response.status_code, 0) + 1
                 label = f"{operation.label} [{mode.value}] -> {response.status_code}"
                 if response.status_code >= 500:
-                    body = response.json() if response.headers.get("Content-Type", "").startswith(
-                        "application/json") else {}
-                    typed = body.get("error") in DEPENDENCY_ERRORS and response.headers.get("Retry-After")
+                    body = response.json() if _header(response, "Content-Type").startswith("application/json") else {}
+                    typed = body.get("error") in DEPENDENCY_ERRORS and _header(response, "Retry-After")
                     assert response.status_code in (502, 503) and typed, f"{label}: {response.text[:300]}"
                 try:
                     case.validate_response(response, checks=[status_code_conformance, content_type_conformance,

@@ -337,7 +337,24 @@ def _error_reply(exc: VllmbenchError) -> Reply:
         headers["WWW-Authenticate"] = 'Bearer realm="vllmbench"'
     level = logging.WARNING if isinstance(exc, (UserError, DependencyUnavailable)) else logging.ERROR
     log.log(level, "%s: %s", exc.code, exc.message, exc_info=not isinstance(exc, (UserError, RetryableError)))
-    return Reply(exc.to_dict(), exc.status, headers)
+    body = exc.to_dict()
+    if body.get("details"):
+        body["details"] = [_detail(d) for d in body["details"]]
+    return Reply(body, exc.status, headers)
+
+
+def _detail(detail: Any) -> Any:
+    """One error detail as the documented Error schema has it: ``loc`` a dotted path, text fields text
+    (adapters build some with ``loc`` as a list)."""
+    if not isinstance(detail, dict):
+        return {"msg": str(detail)}
+    shaped = dict(detail)
+    if isinstance(shaped.get("loc"), (list, tuple)):
+        shaped["loc"] = ".".join(str(part) for part in shaped["loc"])
+    for key in ("loc", "msg", "type", "expected"):
+        if key in shaped and not isinstance(shaped[key], str):
+            shaped[key] = str(shaped[key])
+    return shaped
 
 
 def _to_response(reply: Reply, request_id: str) -> Any:
