@@ -308,7 +308,10 @@ def load_settings(**overrides: Any) -> Settings:
     """Build the settings of this process (see the module docstring for precedence)."""
     secret_files = _secret_files(Path(os.environ.get("VLLMBENCH_SECRETS_DIR", DEFAULT_SECRETS_DIR)))
     environ = {key.lower(): value for key, value in os.environ.items()}
-    values: dict[str, Any] = dict(overrides)
+    by_alias = {alias.lower(): name for name, item in Settings._settings.items() for alias in item.names}
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():  # a field's name or any of its variable names
+        values[key if key in Settings._settings else by_alias.get(key.lower(), key)] = value
     for name, item in Settings._settings.items():
         if name in values:
             continue

@@ -84,3 +84,6 @@ def test_settings_are_read_only_and_unknown_arguments_are_refused():
         settings.api_token = None  # type: ignore[misc]
     with pytest.raises(TypeError, match="no_such_setting"):
         load_settings(no_such_setting=1)
+    # an argument may use the field's name or any of its variable names
+    assert load_settings(workload_namespaces="a,b").workload_namespaces == ["a", "b"]
+    assert load_settings(VLLMBENCH_MAX_BODY_BYTES=2048).max_body_bytes == 2048
