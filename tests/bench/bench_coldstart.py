@@ -6,7 +6,9 @@ of three kinds:
 - docs: GET /docs, a routed API call (auth, settings, runtime, routing);
 - event: a binary CloudEvent on POST / (the CloudEvents parser, settings, and for
   results and sync the event's data model, refused with 422 before any database work:
-  the database is not reachable here). What an arriving event meets.
+  the database is not reachable here). What an arriving event meets up to the store:
+  for results and sync that includes importing pydantic and the function's models,
+  which validating the event needs (the functions' cost, not the factory's).
 
     make bench BENCH_ARGS=coldstart
 
