@@ -250,22 +250,22 @@ class Settings(_Declared):
 
     # Where the functions reach each other (HTTP; functions never import each other). The
     # defaults are the embedded stack's ports; the manifests set the cluster's names.
-    manager_url: str = Field("http://127.0.0.1:8001", validation_alias=_env("VLLMBENCH_MANAGER_URL", "manager_url"))
-    results_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("VLLMBENCH_RESULTS_URL", "results_url"))
-    vllm_url: str = Field("http://127.0.0.1:8005", validation_alias=_env("VLLMBENCH_VLLM_URL", "vllm_url"))
-    eval_url: str = Field("http://127.0.0.1:8004", validation_alias=_env("VLLMBENCH_EVAL_URL", "eval_url"))
+    manager_url: str = setting("http://127.0.0.1:8001", "VLLMBENCH_MANAGER_URL", "manager_url")
+    results_url: str = setting("http://127.0.0.1:8000", "VLLMBENCH_RESULTS_URL", "results_url")
+    vllm_url: str = setting("http://127.0.0.1:8005", "VLLMBENCH_VLLM_URL", "vllm_url")
+    eval_url: str = setting("http://127.0.0.1:8004", "VLLMBENCH_EVAL_URL", "eval_url")
     # Evaluations (docs/evaluations.md)
-    harness_image: str = Field("ghcr.io/vllmbench/vllmbench-functions:0.1.0",
-                               validation_alias=_env("VLLMBENCH_HARNESS_IMAGE", "harness_image"))
-    harness_token_secret: str = Field("", validation_alias=_env("VLLMBENCH_HARNESS_TOKEN_SECRET", "harness_token_secret"),
-                                      description="Secret with VLLMBENCH_API_TOKEN that benchmark jobs mount.")
-    eval_default_project: str = Field("", validation_alias=_env("VLLMBENCH_EVAL_DEFAULT_PROJECT", "eval_default_project"))
-    eval_default_benchmark: str = Field("", validation_alias=_env("VLLMBENCH_EVAL_DEFAULT_BENCHMARK", "eval_default_benchmark"))
-    evaluation_delay_minutes: float = Field(0.0, ge=0, validation_alias=_env("EVALUATION_DELAY_MINUTES", "evaluation_delay_minutes"),
-                                            description="The original service's delay before an evaluation of {model_name, vllm-url}.")
-    eval_timeout_s: float = Field(7200.0, gt=0, validation_alias=_env("VLLMBENCH_EVAL_TIMEOUT_S", "eval_timeout_s"))
-    functions_namespace: str = Field("vllmbench", validation_alias=_env("VLLMBENCH_FUNCTIONS_NAMESPACE", "functions_namespace"),
-                                     description="Where the functions (and the schedules' PingSources) live.")
+    harness_image: str = setting("ghcr.io/vllmbench/vllmbench-functions:0.1.0", "VLLMBENCH_HARNESS_IMAGE",
+                                 "harness_image")
+    # The Secret with VLLMBENCH_API_TOKEN that benchmark jobs mount.
+    harness_token_secret: str = setting("", "VLLMBENCH_HARNESS_TOKEN_SECRET", "harness_token_secret")
+    eval_default_project: str = setting("", "VLLMBENCH_EVAL_DEFAULT_PROJECT", "eval_default_project")
+    eval_default_benchmark: str = setting("", "VLLMBENCH_EVAL_DEFAULT_BENCHMARK", "eval_default_benchmark")
+    # The original service's delay before an evaluation of {model_name, vllm-url}.
+    evaluation_delay_minutes: float = setting(0.0, "EVALUATION_DELAY_MINUTES", "evaluation_delay_minutes", ge=0)
+    eval_timeout_s: float = setting(7200.0, "VLLMBENCH_EVAL_TIMEOUT_S", "eval_timeout_s", gt=0)
+    # Where the functions (and the schedules' PingSources) live.
+    functions_namespace: str = setting("vllmbench", "VLLMBENCH_FUNCTIONS_NAMESPACE", "functions_namespace")
 
     @property
     def workload_namespaces(self) -> list[str]:
