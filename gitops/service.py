@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gitops import auth
 from gitops.mirror import GitOptions, open_repository, source_key, sync_project
 from gitops.paths import confine, normalize_root
 from gitops.webhook import normalize_repo_url
-from vllmbench.errors import Conflict, NotFound, RetryableError, ValidationFailed, VllmbenchError
+from vllmbench.errors import (BadGateway, Conflict, DependencyUnavailable, NotFound, RetryableError,
+                              ValidationFailed, VllmbenchError)
 from vllmbench.logs import get_logger, info
 from vllmbench.models.projects import ConfigFileContent, FileQuery, Project, ProjectCreate, ProjectUpdate, PushedData
 from vllmbench.store.config_files import ConfigFileStore
@@ -17,14 +19,37 @@ from vllmbench.store.projects import ProjectStore
 log = get_logger("vllmbench.gitops")
 
 
+# What git says when the URL names no repository: the caller's mistake, not an outage.
+_NO_REPOSITORY = re.compile(r"does not appear to be a git repository|repository .* not found|not found|"
+                            r"could not resolve host|no such file or directory|not a git repository|"
+                            r"unable to find remote helper|protocol .* is not supported", re.IGNORECASE)
+
+
 def _check_reachable(project: dict[str, Any], options: GitOptions) -> None:
-    """The repository answers and has the branch; a missing branch is the caller's mistake (422)."""
+    """The repository answers and has the branch. A missing branch or a URL with no
+    repository behind it is the caller's mistake (422 naming the field); a git server that
+    does not answer is 502 (retry later, or check the URL)."""
     with open_repository(project, options) as repo:
         try:
             repo.remote_head()
         except NotFound as exc:
-            raise ValidationFailed(exc.message, details=[{"loc": ["body", "branch"], "msg": exc.message,
+            raise ValidationFailed(exc.message, details=[{"loc": "body.branch", "msg": exc.message,
+                                                          "type": "branch_not_found",
                                                           "expected": "an existing branch"}]) from exc
+        except DependencyUnavailable as exc:
+            if exc.dependency != "git":
+                raise
+            public = auth.public_url(project["repository"])
+            # git's whole answer (the message keeps only its last line); only the matched words are shown
+            said = f"{getattr(exc.__cause__, 'stderr', '')}\n{exc.message}"
+            found = _NO_REPOSITORY.search(said)
+            if found:
+                message = f"no git repository can be read at {public} (git: {found.group(0).lower()}); check the URL"
+                raise ValidationFailed(message, details=[{"loc": "body.repository", "msg": message,
+                                                          "type": "repository_not_found",
+                                                          "expected": "the clone URL of an existing repository"}]) from exc
+            raise BadGateway(f"the git server of {public} did not answer ({exc.message.split(': ', 2)[-1]}); "
+                             "check the URL, or retry if the server is down") from exc
 
 
 def create_project(db: Any, body: ProjectCreate, options: GitOptions) -> Project:

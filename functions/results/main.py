@@ -63,7 +63,7 @@ def _ingest_raw(ctx: Context, raw: RawInput) -> dict[str, Any]:
     return outcome
 
 
-@app.route("POST", "/raw_input", body=RAW_INPUT, status=201, tag="raw")
+@app.route("POST", "/raw_input", body=RAW_INPUT, status=201, tag="raw", also={200: "the same content was stored already: nothing changed"})
 def post_raw(ctx: Context, body: RawInput) -> Reply:
     """Store a harness's raw output as-is (and its standardized records when the harness is known)."""
     outcome = _ingest_raw(ctx, body)
@@ -76,7 +76,8 @@ def list_raw(ctx: Context, query: RawQuery) -> dict[str, Any]:
     return _store(ctx).list_raw(query)
 
 
-@app.route("POST", "/standardized_output", body=RECORD_OR_BATCH, status=201, tag="standardized")
+@app.route("POST", "/standardized_output", body=RECORD_OR_BATCH, status=201, tag="standardized",
+           also={200: "the same content was stored already: nothing changed"})
 def post_standardized(ctx: Context, body: StandardizedRecord | list[StandardizedRecord]) -> Reply:
     """Store one standardized record or a batch (all or nothing; same content again is a no-op)."""
     records = body if isinstance(body, list) else [body]
@@ -114,12 +115,14 @@ def export_llmd(ctx: Context, run_id: str) -> list[dict[str, Any]]:
 
 
 @app.route("POST", "/standardized_output/llmd", body=dict[str, Any] | list[dict[str, Any]], status=201,
-           tag="standardized")
+           tag="standardized", also={200: "the same content was stored already: nothing changed"})
 def import_llmd(ctx: Context, body: dict[str, Any] | list[dict[str, Any]]) -> Reply:
     """Store llm-d Benchmark Report v0.2 documents as standardized records."""
     from vllmbench.standardize.llmd import from_llmd
 
     reports = body if isinstance(body, list) else [body]
+    if not reports:
+        raise UserError("the body is an empty array; send one llm-d report or a non-empty array of them")
     records = [from_llmd(report) for report in reports]
     outcome = _store(ctx).insert_standardized(records)
     return Reply(outcome, 201 if outcome["stored"] else 200)
@@ -222,7 +225,8 @@ def on_raw(ctx: Context, event: Any, data: RawInput) -> dict[str, Any]:
     return {"id": outcome["id"], "created": outcome["created"]}
 
 
-@app.route("POST", "/dead-letters", raw_body=True, status=201, tag="events")
+@app.route("POST", "/dead-letters", raw_body=True, status=201, tag="events",
+           also={200: "this dead letter was kept already"})
 def post_dead_letter(ctx: Context, body: bytes) -> Reply:
     """The dead-letter sink of every Trigger: events the broker gave up on, kept for people to inspect."""
     from vllmbench.store.dead_letters import DeadLetters

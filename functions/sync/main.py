@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vllmbench.errors import UserError
 from vllmbench.web import Context, FunctionApp, Reply
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ def get_file(ctx: Context, project_id: str, path: str) -> Reply:
 @app.route("PUT", "/projects/<project_id>/files/<path:path>", raw_body=True, tag="files")
 def put_file(ctx: Context, project_id: str, path: str, body: bytes) -> Reply:
     """Validate, commit and push a file, then re-sync. ``If-Match: "<sha>"`` guards against lost updates."""
+    if not body:
+        raise UserError("the body is empty; send the file's content (DELETE removes a file)")
     return _write(ctx, project_id, path, body)
 
 

@@ -99,7 +99,9 @@ def test_project_lifecycle(manager, remote: Path) -> None:
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [
-    ({"repository": "/nowhere/config.git"}, 503, "/nowhere/config.git"),
+    ({"repository": "/nowhere/config.git"}, 422, "no git repository can be read at /nowhere/config.git"),
+    ({"repository": "file:///nowhere/config.git"}, 422, "body.repository"),
+    ({"repository": "http://127.0.0.1:9/o/r.git"}, 502, "did not answer"),
     ({"branch": "nope"}, 422, "branches: main"),
     ({"repository": "https://x-access-token:ghp_leak123456@github.com/o/r.git"}, 422, "credentials"),
     ({"credentials": "ghp_literal"}, 422, "credentials"),

@@ -32,11 +32,15 @@ def ferretdb_binary() -> Path:
 class FerretDB:
     """One FerretDB process on 127.0.0.1:``port`` keeping its data in ``data_dir``."""
 
-    def __init__(self, data_dir: Path, port: int, *, log: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int, *, log: Path | None = None,
+                 auth: tuple[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port
         self.log = log or data_dir / "ferretdb.log"
         self.process: Process | None = None
+        # (user, password): authentication on, with that first user in "admin" (FerretDB
+        # v1's experimental auth: users log in with SCRAM, roles are stored but not enforced).
+        self.auth = auth
 
     @property
     def url(self) -> str:
@@ -54,7 +58,10 @@ class FerretDB:
             "--telemetry=disable",
             "--log-level=warn",
         ]
-        self.process = Process("ferretdb", argv, log=self.log).start()
+        if self.auth:
+            argv += ["--test-enable-new-auth", f"--setup-username={self.auth[0]}", "--setup-database=admin"]
+        env = {**os.environ, "FERRETDB_SETUP_PASSWORD": self.auth[1]} if self.auth else None  # not in argv
+        self.process = Process("ferretdb", argv, log=self.log, env=env).start()
         wait_until(lambda: port_open(self.port), timeout_s=timeout_s, what="FerretDB",
                    process=self.process.popen, log=self.log)
         return self

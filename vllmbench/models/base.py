@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pydantic import BaseModel, ConfigDict
 
+from vllmbench.models.times import as_utc
 
-def as_utc(value: dt.datetime) -> dt.datetime:
-    """``value`` with a time zone: a naive datetime is taken as UTC (as MongoDB stores it)."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+__all__ = ["Open", "Strict", "as_utc"]
 
 
 class Strict(BaseModel):

@@ -19,8 +19,14 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$")
 FileStatus = Literal["ok", "invalid", "binary", "too_large", "symlink", "submodule"]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _check_repository(value: str) -> str:
     value = value.strip()
+    if _CONTROL.search(value):
+        # git would take a newline as the end of a command line; NUL cannot reach git at all.
+        raise ValueError("must not hold control characters (CR, LF, NUL, tab, ...)")
     if value.startswith(("https://", "http://", "ssh://", "file://")):
         try:
             parts = urlsplit(value)

@@ -17,6 +17,7 @@ from vllmbench.models.base import Strict, as_utc
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$"
 RECORD_SCHEMA_VERSION = "1"
+MAX_STAGE = 2**31 - 1  # stored as a database integer: a BSON int64 could hold more, no sweep needs it
 
 class Stats(Strict):
     """Summary statistics of one quantity over the requests of a run.
@@ -55,7 +56,7 @@ ORDERED_FIGURES = ("min", "p50", "p90", "p95", "p99", "p999", "max")
 
 class RunInfo(Strict):
     run_id: str = Field(pattern=RUN_ID_PATTERN, description="Unique id of the benchmark run.")
-    stage: int = Field(0, ge=0, description="Index of the load stage (sweep step) within the run.")
+    stage: int = Field(0, ge=0, le=MAX_STAGE, description="Index of the load stage (sweep step) within the run.")
     experiment_id: str | None = Field(None, max_length=200)
     project: str | None = Field(None, pattern=NAME_PATTERN)
     started_at: dt.datetime

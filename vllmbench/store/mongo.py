@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from vllmbench.errors import Conflict, DependencyUnavailable, VllmbenchError
+from vllmbench.errors import Conflict, DependencyUnavailable, ValidationFailed, VllmbenchError
 from vllmbench.logs import scrub
 
 if TYPE_CHECKING:
@@ -23,8 +23,13 @@ def translate(action: str = "database call") -> Iterator[None]:
     """Turn pymongo errors raised inside the block into the project's errors."""
     from pymongo import errors
 
+    from bson.errors import BSONError
+
     try:
         yield
+    except (BSONError, OverflowError) as exc:  # encoding the document failed: a value the database cannot hold
+        raise ValidationFailed(f"{action}: a value cannot be stored (integers must fit in 64 bits, "
+                               "text must be valid Unicode, keys must not start with '$')") from exc
     except errors.DuplicateKeyError as exc:
         raise Conflict(f"{action}: the document exists already") from exc
     except errors.ConnectionFailure as exc:  # refused, timed out, server selection failed
@@ -45,10 +50,14 @@ def _short(exc: Exception) -> str:
 class MongoStore:
     """A lazily connected client. Creating it does no I/O."""
 
-    def __init__(self, url: str, *, timeout_ms: int = 2000, app_name: str = "vllmbench") -> None:
+    def __init__(self, url: str, *, timeout_ms: int = 2000, app_name: str = "vllmbench",
+                 username: str | None = None, password: str | None = None, auth_source: str = "admin") -> None:
         self._url = url
         self._timeout_ms = timeout_ms
         self._app_name = app_name
+        # A user given apart from the URL (each function its own: manifests/base/mongodb).
+        self._credentials = ({"username": username, "password": password or "", "authSource": auth_source}
+                             if username else {})
         self._client: MongoClient[dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
@@ -70,6 +79,7 @@ class MongoStore:
                             tz_aware=True,
                             appname=self._app_name,
                             retryWrites=False,
+                            **self._credentials,
                         )
         return self._client
 

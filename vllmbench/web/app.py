@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from vllmbench import logs
 from vllmbench.errors import (
     DependencyUnavailable,
@@ -26,7 +24,7 @@ from vllmbench.errors import (
     UserError,
     VllmbenchError,
 )
-from vllmbench.web.bodies import parse_json, query_to_dict, read_body, resolve, validate
+from vllmbench.web.bodies import BODY_READ, parse_json, query_to_dict, read_body, require_json, resolve, validate
 from vllmbench.web.context import Context, Reply
 
 if TYPE_CHECKING:
@@ -51,6 +49,8 @@ class Route:
     public: bool = False
     response: Any = None
     tag: str | None = None
+    also: dict[int, str] | None = None  # other success statuses, documented with the same body
+    media: tuple[str, ...] = ("application/json",)  # what a success answers with
 
 
 @dataclass
@@ -88,15 +88,45 @@ class FunctionApp:
 
         # functions-framework wants a plain function as its target, not a bound method.
         self.handle = handle
+        self._adopt_framework_errors()
+
+    def _adopt_framework_errors(self) -> None:
+        """functions-framework answers a few requests itself, in HTML and before ``handle``
+        (a path its routing cannot match, such as one with a newline; /favicon.ico; /robots.txt).
+        It loads this module inside its Flask app's context: answer those in JSON too."""
+        import flask
+
+        if not flask.has_app_context():
+            return
+        from werkzeug.exceptions import HTTPException
+
+        def framework_error(exc: HTTPException) -> Any:
+            request = flask.request
+            request_id = _request_id(request.headers.get("X-Request-Id"))
+            with logs.bind(request_id=request_id, function=self.name):
+                error: VllmbenchError
+                if exc.code == 404:
+                    error = NotFound(f"no route {request.method} {request.path!r}; see /docs for the routes")
+                elif exc.code is not None and 400 <= exc.code < 500:
+                    error = UserError(exc.description or exc.name)
+                    error.status = exc.code
+                else:
+                    error = VllmbenchError(f"internal error; see the logs for request {request_id}")
+                return _to_response(_error_reply(error), request_id)
+
+        flask.current_app.register_error_handler(HTTPException, framework_error)
 
     # -- declaring -----------------------------------------------------------------
     def route(self, method: str, path: str, *, body: Any = None, query: Any = None,
               raw_body: bool = False, status: int = 200, summary: str = "", public: bool = False,
-              response: Any = None, tag: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+              response: Any = None, tag: str | None = None, also: dict[int, str] | None = None,
+              media: tuple[str, ...] = ("application/json",)) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare a route. ``also``: other success statuses it answers (e.g. ``{200: "unchanged"}``
+        beside 201), so that the OpenAPI document names every status a client can get."""
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             self.routes.append(Route(method.upper(), path, handler, body, query, raw_body, status,
                                      summary or (inspect.getdoc(handler) or "").split("\n")[0], public,
-                                     response, tag))
+                                     response, tag, also, media))
             self._url_map = None
             return handler
 
@@ -184,6 +214,12 @@ class FunctionApp:
                 log.exception("unhandled error in %s %s", request.method, request.path)
                 reply = Reply({"error": "internal", "message": f"internal error; see the logs for request {request_id}"}, 500)
             response = _to_response(reply, request_id)
+            if _body_left_unread(request):
+                # Refused before its body was read, or the read was cut: close the connection, so
+                # that what is left is never read as the next request, and tell functions-framework
+                # (which reads the rest of every body after the response) that there is nothing to wait for.
+                response.headers["Connection"] = "close"
+                request._cached_data = b""
             if request.path not in ("/health", "/ready"):
                 logs.info(log, "request", method=request.method, path=request.path, status=reply.status,
                           ms=round((time.perf_counter() - started) * 1000, 2))
@@ -215,12 +251,14 @@ class FunctionApp:
             self._authorize(request)
         ctx = Context(self.runtime, request, request_id)
         kwargs: dict[str, Any] = dict(args)
+        settings = self.runtime.settings
         if route.raw_body:
-            kwargs["body"] = read_body(request, self.runtime.settings.max_body_bytes)
+            kwargs["body"] = read_body(request, settings.max_body_bytes, timeout_s=settings.body_timeout_s)
         elif route.body is not None:
-            data = read_body(request, self.runtime.settings.max_body_bytes)
-            kwargs["body"] = validate(resolve(route.body), parse_json(data, max_depth=self.runtime.settings.max_json_depth),
-                                      where="body")
+            require_json(request.headers.get("Content-Type"))
+            data = read_body(request, settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+            kwargs["body"] = validate(resolve(route.body), parse_json(data, max_depth=settings.max_json_depth),
+                                      where="body", strict=True, text=data)
         if route.query is not None:
             query = resolve(route.query)
             kwargs["query"] = validate(query, query_to_dict(query, request.args), where="query")
@@ -253,9 +291,10 @@ class FunctionApp:
         token = self.runtime.settings.api_token
         if token is None or not token.get_secret_value():
             return
-        header = request.headers.get("Authorization", "")
-        expected = f"Bearer {token.get_secret_value()}".encode()
-        if not hmac.compare_digest(header.encode(), expected):
+        # The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
+        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                 token.get_secret_value().encode()):
             raise Unauthorized("missing or invalid bearer token (send 'Authorization: Bearer <token>')")
 
 
@@ -265,6 +304,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def _request_id(given: str | None) -> str:
     """The caller's X-Request-Id when it is a plain token (it is echoed and logged), else a new one."""
     return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _body_left_unread(request: Any) -> bool:
+    environ = request.environ
+    declared = (request.content_length or 0) > 0 or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    return declared and not environ.get(BODY_READ)
 
 
 def _call_translating(handler: Callable[..., Any], ctx: Context, kwargs: dict[str, Any]) -> Any:
@@ -292,7 +337,24 @@ def _error_reply(exc: VllmbenchError) -> Reply:
         headers["WWW-Authenticate"] = 'Bearer realm="vllmbench"'
     level = logging.WARNING if isinstance(exc, (UserError, DependencyUnavailable)) else logging.ERROR
     log.log(level, "%s: %s", exc.code, exc.message, exc_info=not isinstance(exc, (UserError, RetryableError)))
-    return Reply(exc.to_dict(), exc.status, headers)
+    body = exc.to_dict()
+    if body.get("details"):
+        body["details"] = [_detail(d) for d in body["details"]]
+    return Reply(body, exc.status, headers)
+
+
+def _detail(detail: Any) -> Any:
+    """One error detail as the documented Error schema has it: ``loc`` a dotted path, text fields text
+    (adapters build some with ``loc`` as a list)."""
+    if not isinstance(detail, dict):
+        return {"msg": str(detail)}
+    shaped = dict(detail)
+    if isinstance(shaped.get("loc"), (list, tuple)):
+        shaped["loc"] = ".".join(str(part) for part in shaped["loc"])
+    for key in ("loc", "msg", "type", "expected"):
+        if key in shaped and not isinstance(shaped[key], str):
+            shaped[key] = str(shaped[key])
+    return shaped
 
 
 def _to_response(reply: Reply, request_id: str) -> Any:
@@ -302,9 +364,10 @@ def _to_response(reply: Reply, request_id: str) -> Any:
     if isinstance(body, flask.Response):
         body.headers["X-Request-Id"] = request_id
         return body
-    if isinstance(body, BaseModel):
+    # pydantic models by their method, so that pydantic loads only when a route needs it (cold start)
+    if hasattr(body, "model_dump_json"):
         payload = body.model_dump_json()
-    elif isinstance(body, list) and body and isinstance(body[0], BaseModel):
+    elif isinstance(body, list) and body and hasattr(body[0], "model_dump_json"):
         payload = "[" + ",".join(item.model_dump_json() for item in body) + "]"
     elif body is None and reply.status == 204:
         payload = ""
@@ -319,7 +382,7 @@ def _to_response(reply: Reply, request_id: str) -> Any:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
+    if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if hasattr(value, "isoformat"):
         return value.isoformat()

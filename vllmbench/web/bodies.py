@@ -5,15 +5,16 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import re
 import typing
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from vllmbench.errors import PayloadTooLarge, UserError, ValidationFailed
 
 if TYPE_CHECKING:
     import flask
+    from pydantic import BaseModel, TypeAdapter, ValidationError
 
 
 def resolve(spec: Any) -> Any:
@@ -28,57 +29,137 @@ def _import_type(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def read_body(request: "flask.Request", limit: int) -> bytes:
-    """The raw body, refusing more than ``limit`` bytes (413) whether or not a length was sent."""
+BODY_READ = "vllmbench.body_read"  # set in the WSGI environ once the whole body was read
+
+
+class BodyTimeout(UserError):
+    """The client did not send its body in time (408: the connection is closed)."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class UnsupportedMediaType(UserError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+def read_body(request: "flask.Request", limit: int, *, timeout_s: float | None = None) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes (413) whether or not a length was sent,
+    and a body that has not arrived within ``timeout_s`` (408)."""
+    from werkzeug.exceptions import ClientDisconnected
+
+    from vllmbench.web import watchdog
+
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"request body is {length} bytes; the limit is {limit} bytes")
-    data = request.stream.read(limit + 1)
+    watch = watchdog.watch(request.environ, timeout_s) if timeout_s and length != 0 else None
+    try:
+        data = request.stream.read(limit + 1)
+        cut_short = length is not None and len(data) < length
+    except (ClientDisconnected, OSError):
+        cut_short = True
+    finally:
+        late = watchdog.finish(watch)
+    if late:
+        raise BodyTimeout(f"the request body did not arrive within {timeout_s:g} s")
+    if cut_short:
+        raise UserError(f"the request body ended before its Content-Length of {length} bytes")
     if len(data) > limit:
         raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    request.environ[BODY_READ] = True
+    request._cached_data = data  # functions-framework's after-request read finds it read
     return data
+
+
+def require_json(content_type: str | None) -> None:
+    """A JSON body must say so: ``application/json`` or a ``+json`` type (415 otherwise)."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType(f"Content-Type is {media or 'missing'!r}; send the body as application/json")
 
 
 def _reject_constant(name: str) -> Any:
     raise UserError(f"body is not valid JSON: {name} is not a number JSON allows")
 
 
-def parse_json(data: bytes, *, max_depth: int) -> Any:
-    """Strict JSON: no NaN/Infinity, nesting at most ``max_depth`` levels."""
+def parse_json(data: bytes | str, *, max_depth: int, what: str = "request body") -> Any:
+    """Strict JSON: no NaN/Infinity (nor numbers too large for a float), nesting at most
+    ``max_depth`` levels, no text that cannot be written back as UTF-8 (lone surrogates)."""
     if not data.strip():
-        raise UserError("request body is empty; expected a JSON document")
+        raise UserError(f"{what} is empty; expected a JSON document")
     try:
         value = json.loads(data, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
-        raise UserError("request body is not UTF-8 text; expected a JSON document") from exc
+        raise UserError(f"{what} is not UTF-8 text; expected a JSON document") from exc
     except json.JSONDecodeError as exc:
-        raise UserError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        raise UserError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     except RecursionError as exc:
-        raise UserError(f"request body is nested deeper than {max_depth} levels") from exc
-    if _depth(value) > max_depth:
-        raise UserError(f"request body is nested deeper than {max_depth} levels")
+        raise UserError(f"{what} is nested deeper than {max_depth} levels") from exc
+    except ValueError as exc:  # int() of more than sys.get_int_max_str_digits() digits
+        raise UserError(f"{what} holds a number with too many digits") from exc
+    # Lone surrogates come only from \uD800-\uDFFF escapes: look at the strings only if one is there.
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+    check_document(value, max_depth=max_depth, what=what, text=_SURROGATE_ESCAPE.search(raw) is not None)
     return value
 
 
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+def check_document(value: Any, *, max_depth: int, what: str = "request body", text: bool = True) -> None:
+    """Refuse what a store or a JSON reader cannot take back: too deep, a non-finite number,
+    and (when ``text``) a string or key with a lone UTF-16 surrogate. The error names where."""
+    stack: list[tuple[Any, int, Any]] = [(value, 1, None)]
     while stack:
-        item, level = stack.pop()
+        item, level, loc = stack.pop()
         if isinstance(item, dict):
-            deepest = max(deepest, level)
-            stack.extend((v, level + 1) for v in item.values())
+            if level > max_depth:
+                raise UserError(f"{what} is nested deeper than {max_depth} levels")
+            for key, child in item.items():
+                if text and not _encodable(key):
+                    raise UserError(f"{what}: the key at {_where(loc)} is not valid Unicode (a lone surrogate)")
+                stack.append((child, level + 1, (loc, key)))
         elif isinstance(item, list):
-            deepest = max(deepest, level)
-            stack.extend((v, level + 1) for v in item)
-    return deepest
+            if level > max_depth:
+                raise UserError(f"{what} is nested deeper than {max_depth} levels")
+            stack.extend((child, level + 1, (loc, index)) for index, child in enumerate(item))
+        elif isinstance(item, float):
+            if item != item or item in (_INF, -_INF):
+                raise UserError(f"{what}: the number at {_where(loc)} is out of range (NaN and Infinity "
+                                "are not JSON numbers)")
+        elif text and isinstance(item, str) and not _encodable(item):
+            raise UserError(f"{what}: the text at {_where(loc)} is not valid Unicode (a lone surrogate)")
 
 
-def validation_details(exc: ValidationError, *, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+_INF = float("inf")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _where(loc: Any) -> str:
+    parts: list[str] = []
+    while loc is not None:
+        loc, key = loc
+        parts.append(str(key))
+    return ".".join(reversed(parts)) or "(top level)"
+
+
+def validation_details(exc: "ValidationError", *, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One entry per wrong field: where, what is wrong, what was expected."""
     details = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = [*prefix, *[str(part) for part in error["loc"]]]
-        entry = {"loc": ".".join(loc) or "(body)", "msg": error["msg"], "type": error["type"]}
+        # pydantic prefixes our validators' messages with "Value error, ": the reader needs the rest.
+        entry = {"loc": ".".join(loc) or "(body)", "msg": error["msg"].removeprefix("Value error, "),
+                 "type": error["type"]}
         entry["expected"] = _expected(error)
         details.append(entry)
     return details
@@ -88,7 +169,7 @@ def _expected(error: Any) -> str:
     ctx = error.get("ctx") or {}
     if "expected" in ctx:
         return str(ctx["expected"])
-    msg = error["msg"]
+    msg = error["msg"].removeprefix("Value error, ")
     if msg.startswith("Input should be "):
         return msg[len("Input should be "):]
     if error["type"] == "missing":
@@ -98,12 +179,25 @@ def _expected(error: Any) -> str:
     return msg
 
 
-def validate(model: Any, value: Any, *, where: str) -> Any:
-    """``value`` validated as ``model`` (a pydantic model or any type), or 422 with details."""
+def validate(model: Any, value: Any, *, where: str, strict: bool = False, text: bytes | str | None = None) -> Any:
+    """``value`` validated as ``model`` (a pydantic model or any type), or 422 with details.
+
+    ``strict``: no coercion ("0", true or 1.0 is not an int), for JSON documents, where
+    the sender chose the types; validated as JSON (``text``, else ``value`` written
+    back), where a date is text. Query strings are all text, so they are validated lax.
+    """
+    from pydantic import BaseModel, ValidationError  # on first use: pydantic is off the import path
+
     try:
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            return model.model_validate(value)
-        return TypeAdapter(model).validate_python(value)
+        adapter = model if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if strict:
+            document = text if text is not None else json.dumps(value)
+            if adapter is not None:
+                return adapter.model_validate_json(document, strict=True)
+            return _adapter(model).validate_json(document, strict=True)
+        if adapter is not None:
+            return adapter.model_validate(value)
+        return _adapter(model).validate_python(value)
     except ValidationError as exc:
         details = validation_details(exc, prefix=(where,))
         first = details[0]
@@ -111,7 +205,14 @@ def validate(model: Any, value: Any, *, where: str) -> Any:
         raise ValidationFailed(f"{first['loc']}: {first['msg']}{more}", details=details) from exc
 
 
-def query_to_dict(model: type[BaseModel], args: "flask.Request.args") -> dict[str, Any]:  # type: ignore[name-defined]
+@functools.lru_cache(maxsize=64)
+def _adapter(model: Any) -> "TypeAdapter[Any]":
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(model)
+
+
+def query_to_dict(model: "type[BaseModel]", args: "flask.Request.args") -> dict[str, Any]:  # type: ignore[name-defined]
     """Query string to a dict for ``model``: list fields take repeated or comma-separated values."""
     known = model.model_fields
     result: dict[str, Any] = {}

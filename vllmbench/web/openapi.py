@@ -41,12 +41,7 @@ def build(app: "FunctionApp") -> dict[str, Any]:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for _, name in _PATH_ARG.findall(route.path)
             ],
-            "responses": {
-                str(route.status): {"description": "success", "content": {"application/json": {
-                    "schema": _schema(resolve(route.response), components) if route.response else {}}}},
-                "default": {"description": "error", "content": {"application/json": {
-                    "schema": {"$ref": REF.format(model="Error")}}}},
-            },
+            "responses": _responses(route, components),
         }
         if route.query is not None:
             operation["parameters"] += _query_parameters(resolve(route.query), components)
@@ -69,6 +64,19 @@ def build(app: "FunctionApp") -> dict[str, Any]:
         "components": {"schemas": components,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
+
+
+def _responses(route: Any, components: dict[str, Any]) -> dict[str, Any]:
+    schema = _schema(resolve(route.response), components) if route.response else {}
+    successes = {route.status: "success", **(route.also or {})}
+    responses: dict[str, Any] = {}
+    for status, description in sorted(successes.items()):
+        responses[str(status)] = {"description": description}
+        if status != 204:
+            responses[str(status)]["content"] = {media: {"schema": schema} for media in route.media}
+    responses["default"] = {"description": "error (every error has this body)", "content": {
+        "application/json": {"schema": {"$ref": REF.format(model="Error")}}}}
+    return responses
 
 
 def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,10 @@ class Runtime:
         self.service = service
         self.source = f"/vllmbench/{service}"
         self.settings = settings
+        password = settings.mongo_password.get_secret_value() if settings.mongo_password else None
         self.store = MongoStore(settings.mongo_url.get_secret_value(), timeout_ms=settings.mongo_timeout_ms,
-                                app_name=service)
+                                app_name=service, username=settings.mongo_username or None, password=password,
+                                auth_source=settings.mongo_auth_source)
         self._start_hooks = start_hooks
         self._started = False
         self._lock = threading.Lock()
