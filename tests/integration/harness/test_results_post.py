@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vllmbench.embedded.demo import run_demo
+from vllmbench.embedded.demo import benchmark_simulator
 from vllmbench.models.results import RawInput
 from vllmbench.standardize import to_standardized
 
@@ -13,7 +13,7 @@ TOKEN = "t0ken-123456"
 
 def test_demo_posts_raw_and_standardized_output_to_the_results_service(serve_function, tmp_path):
     results = serve_function("results", api_token=TOKEN)
-    summary = run_demo(results.url, api_token=TOKEN, out_dir=tmp_path, rate=10.0, duration_s=1.5, project="demo")
+    summary = benchmark_simulator(results.url, api_token=TOKEN, out_dir=tmp_path, rate=10.0, duration_s=1.5, project="demo")
     assert summary["requests"]["succeeded"] == 15 and summary["trustworthy"]
     run = results.get(f"/runs/{summary['run_id']}").json()
     raw = RawInput.model_validate({k: run["raw"][0][k] for k in ("run_id", "project", "model", "harness", "tags",
@@ -36,4 +36,4 @@ def test_demo_posts_raw_and_standardized_output_to_the_results_service(serve_fun
 def test_a_wrong_token_is_reported_not_swallowed(serve_function, tmp_path):
     results = serve_function("results", api_token=TOKEN)
     with pytest.raises(Exception, match="401"):
-        run_demo(results.url, api_token="wrong-token", out_dir=tmp_path, rate=10.0, duration_s=0.5)
+        benchmark_simulator(results.url, api_token="wrong-token", out_dir=tmp_path, rate=10.0, duration_s=0.5)

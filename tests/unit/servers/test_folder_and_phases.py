@@ -12,7 +12,7 @@ from vllmbench.reconcile.health import Health
 from vllmbench.servers.folder import default_name, dump, key_of, read_folder, server_id, split_path
 from vllmbench.servers.head import clashes
 from vllmbench.servers.lifecycle import observed_phase, with_hints
-from vllmbench.settings import Settings
+from vllmbench.settings import load_settings
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -44,7 +44,7 @@ def test_the_folder_gives_valid_servers_and_names_each_problem_by_file_and_field
 
 
 def test_two_servers_of_one_name_cannot_meet_in_one_workload_namespace() -> None:
-    settings = Settings(workload_namespaces="vllm,team-a")
+    settings = load_settings(workload_namespaces="vllm,team-a")
     servers, _ = read_folder({"models/team-a/chat.yaml": text(), "models/team-b/chat.yaml": text(),
                               "models/team-c/chat.yaml": text(), "models/team-b/other.yaml": text()})
     # team-a is a workload namespace of its own; team-b and team-c both run in the first, vllm
