@@ -44,19 +44,17 @@ def _indexes(ctx: Context) -> None:
 def _store(ctx: Context) -> ResultsStore:
     from vllmbench.store.results import ResultsStore
 
-    return ResultsStore(ctx.db)
+    return ResultsStore.of(ctx.db)
 
 
 def _ingest_raw(ctx: Context, raw: RawInput) -> dict[str, Any]:
     from vllmbench.standardize import to_standardized
 
-    # Convert first: a harness output we know but cannot read is refused before anything is stored.
+    # Convert first: a harness output we know but cannot read is refused before anything is stored;
+    # the raw result and its records are then stored together or not at all.
     records = to_standardized(raw)
-    store = _store(ctx)
-    key, created = store.insert_raw(raw)
-    outcome: dict[str, Any] = {"id": key, "run_id": raw.run_id, "created": created, "standardized": None}
-    if records is not None:
-        outcome["standardized"] = store.insert_standardized(records, raw_id=key)
+    outcome = _store(ctx).insert_raw(raw, records)
+    key, created = outcome["id"], outcome["created"]
     if created:
         ctx.emit(RESULT_INGESTED, {"run_id": raw.run_id, "raw_id": key, "project": raw.project,
                                    "standardized": (outcome["standardized"] or {}).get("ids", [])}, id=f"raw-{key}")
@@ -74,6 +72,12 @@ def post_raw(ctx: Context, body: RawInput) -> Reply:
 def list_raw(ctx: Context, query: RawQuery) -> dict[str, Any]:
     """List raw results (metadata and size; include_data=true adds the outputs): filters, cursor pages."""
     return _store(ctx).list_raw(query)
+
+
+@app.route("GET", "/raw_input/<raw_id>", tag="raw")
+def get_raw(ctx: Context, raw_id: str) -> dict[str, Any]:
+    """One raw result, with its data, by the id POST /raw_input answered."""
+    return _store(ctx).get_raw(raw_id)
 
 
 @app.route("POST", "/standardized_output", body=RECORD_OR_BATCH, status=201, tag="standardized")
@@ -94,6 +98,12 @@ def post_standardized(ctx: Context, body: StandardizedRecord | list[Standardized
 def list_standardized(ctx: Context, query: ResultQuery) -> dict[str, Any]:
     """List standardized records: filter by project, model, run id, harness, tag, time range; cursor pages."""
     return _store(ctx).list_standardized(query)
+
+
+@app.route("GET", "/standardized_output/<record_id>", tag="standardized")
+def get_standardized(ctx: Context, record_id: str) -> dict[str, Any]:
+    """One standardized record by the id POST /standardized_output answered (run_id#stage, '#' as %23)."""
+    return _store(ctx).get_standardized(record_id)
 
 
 @app.route("GET", "/runs/<run_id>", tag="runs")
