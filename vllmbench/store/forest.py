@@ -1,7 +1,9 @@
 """A forest of copy-on-write trees in a MongoDB-wire database, committed by root versions.
 
 Collections (``<prefix>_nodes``, ``<prefix>_roots``):
-- a node is ``{_id, lv, e}``: its level and its entries as JSON text; written once, never changed;
+- a node is ``{_id, lv, z}``: its level and its entries as zlib-compressed JSON; written once,
+  never changed. Leaves hold whole records (the answer of a page is a leaf or two), and
+  records of one leaf are alike, so they compress several times over;
 - a root version is ``{_id: "v000000000042", v, at, catalog, freed}``: the root of the
   catalog tree (tree name -> [root node id, entries]) as of version ``v``, and the nodes
   that version replaced. A commit is the insert of version v+1: the ``_id`` index makes
@@ -22,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -57,26 +60,33 @@ def _now() -> dt.datetime:
 
 
 class NodeCache:
-    """Nodes by id, least recently used out first. Nodes never change, so a hit is never stale."""
+    """Nodes by id, least recently used out first, up to ``max_bytes`` of their JSON text.
 
-    def __init__(self, max_nodes: int = 4000) -> None:
-        self.max_nodes = max_nodes
-        self._nodes: OrderedDict[str, Node] = OrderedDict()
+    Nodes never change, so a hit is never stale.
+    """
+
+    def __init__(self, max_bytes: int = 48 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._nodes: OrderedDict[str, tuple[Node, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, node_id: str) -> Node | None:
         with self._lock:
-            node = self._nodes.get(node_id)
-            if node is not None:
-                self._nodes.move_to_end(node_id)
-            return node
+            found = self._nodes.get(node_id)
+            if found is None:
+                return None
+            self._nodes.move_to_end(node_id)
+            return found[0]
 
-    def put(self, node: Node) -> None:
+    def put(self, node: Node, size: int) -> None:
         with self._lock:
-            self._nodes[node.id] = node
-            self._nodes.move_to_end(node.id)
-            while len(self._nodes) > self.max_nodes:
-                self._nodes.popitem(last=False)
+            old = self._nodes.pop(node.id, None)
+            self._bytes += size - (old[1] if old else 0)
+            self._nodes[node.id] = (node, size)
+            while self._bytes > self.max_bytes and len(self._nodes) > 1:
+                _, (_, dropped) = self._nodes.popitem(last=False)
+                self._bytes -= dropped
 
 
 class Snapshot:
@@ -126,8 +136,11 @@ class Change:
 
 
 class Forest:
-    def __init__(self, db: Any, prefix: str, *, cache: NodeCache | None = None) -> None:
+    def __init__(self, db: Any, prefix: str, *, cache: NodeCache | None = None, zdict: bytes = b"") -> None:
+        """``zdict``: the preset dictionary Packed texts are compressed against (never change it
+        for a forest that has data: a new dictionary needs a new prefix)."""
         self.db = db
+        self.zdict = zdict
         self.nodes = db[f"{prefix}_nodes"]
         self.roots = db[f"{prefix}_roots"]
         self.cache = cache or NodeCache()
@@ -144,8 +157,8 @@ class Forest:
             doc = self.nodes.find_one({"_id": node_id})
         if doc is None:
             raise SnapshotGone(f"index node {node_id} is gone (collected after a newer commit); retry")
-        node = Node(doc["_id"], doc["lv"], json.loads(doc["e"]))
-        self.cache.put(node)
+        node, size = decode_node(doc, self.zdict)
+        self.cache.put(node, size)
         return node
 
     def snapshot(self) -> Snapshot:
@@ -201,11 +214,11 @@ class Forest:
                 catalog_items.append(([name], [new_root, count]))
             catalog, _ = builder.upsert(snapshot.catalog, catalog_items)
             self._insert_docs(change.docs)
-            self._insert_nodes(builder.created.values())
+            sizes = self._insert_nodes(builder.created.values())
             version = snapshot.version + 1
             if self._insert_root(version, catalog, builder.freed):
                 for node in builder.created.values():
-                    self.cache.put(node)
+                    self.cache.put(node, sizes[node.id])
                 with self._head_lock:
                     if version > self._head[0]:
                         self._head = (version, catalog)
@@ -218,9 +231,18 @@ class Forest:
         for collection, by_id in docs.items():
             _insert_new(self.db[collection], list(by_id.values()), what=f"storing {collection}")
 
-    def _insert_nodes(self, nodes: Iterable[Node]) -> None:
-        docs = [{"_id": n.id, "lv": n.level, "e": json.dumps(n.entries, separators=(",", ":"))} for n in nodes]
+    def _insert_nodes(self, nodes: Iterable[Node]) -> dict[str, int]:
+        from bson import Binary
+
+        docs, sizes = [], {}
+        for node in nodes:
+            doc, sizes[node.id] = encode_node(node, self.zdict)
+            doc["z"] = Binary(doc["z"])
+            if "b" in doc:
+                doc["b"] = Binary(doc["b"])
+            docs.append(doc)
         _insert_new(self.nodes, docs, what="writing the results index")
+        return sizes
 
     def _insert_root(self, version: int, catalog: str | None, freed: list[str]) -> bool:
         from pymongo.errors import DuplicateKeyError
@@ -267,6 +289,69 @@ class Forest:
         if upto != self._gc_done:
             self._gc_done = upto
             self.roots.replace_one({"_id": "gc"}, {"_id": "gc", "v": upto}, upsert=True)
+
+
+# A leaf's records (a Packed at the end of an entry's value) are kept beside the
+# entries' JSON, each compressed alone against a preset dictionary: a record is
+# compressed once (when it arrives) however many trees and rewrites hold it, read
+# without JSON escaping, decompressed only when an answer holds it, and still about
+# 5 times smaller than its text (docs/results.md, "Nodes").
+class Packed:
+    """A long text kept compressed against the forest's dictionary; both forms made lazily."""
+
+    __slots__ = ("_text", "_blob", "_zdict")
+
+    def __init__(self, *, text: str | None = None, blob: bytes | None = None, zdict: bytes = b"") -> None:
+        self._text, self._blob, self._zdict = text, blob, zdict
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            assert self._blob is not None
+            self._text = zlib.decompressobj(zdict=self._zdict).decompress(self._blob).decode()
+        return self._text
+
+    def blob(self, zdict: bytes) -> bytes:
+        if self._blob is None or self._zdict != zdict:
+            packer = zlib.compressobj(1, zdict=zdict)
+            self._blob, self._zdict = packer.compress(self.text.encode()) + packer.flush(), zdict
+        return self._blob
+
+
+def encode_node(node: Node, zdict: bytes) -> tuple[dict[str, Any], int]:
+    """``{_id, lv, z[, b, bl]}`` and about how much memory the node takes decoded."""
+    blobs: list[bytes] = []
+    entries = node.entries
+    if node.level == 0:
+        entries = []
+        for key, value in node.entries:
+            if isinstance(value, list) and value and isinstance(value[-1], Packed):
+                blobs.append(value[-1].blob(zdict))
+                value = [*value[:-1], {"$b": len(blobs) - 1}]
+            entries.append([key, value])
+    head = json.dumps(entries, separators=(",", ":")).encode()
+    doc: dict[str, Any] = {"_id": node.id, "lv": node.level, "z": zlib.compress(head, 1)}
+    if blobs:
+        doc["b"], doc["bl"] = b"".join(blobs), [len(b) for b in blobs]
+    return doc, 2 * len(head) + sum(len(b) for b in blobs)
+
+
+def decode_node(doc: dict[str, Any], zdict: bytes) -> tuple[Node, int]:
+    head = zlib.decompress(doc["z"])
+    entries = json.loads(head)
+    size = 2 * len(head)
+    if doc.get("bl"):
+        data, packed, at = doc["b"], [], 0
+        for length in doc["bl"]:
+            packed.append(Packed(blob=data[at:at + length], zdict=zdict))
+            at += length
+        size += at
+        for entry in entries:
+            value = entry[1]
+            last = value[-1] if isinstance(value, list) and value else None
+            if isinstance(last, dict) and "$b" in last:
+                value[-1] = packed[last["$b"]]
+    return Node(doc["_id"], doc["lv"], entries), size
 
 
 def _insert_new(collection: Any, docs: list[dict[str, Any]], *, what: str) -> None:

@@ -21,7 +21,7 @@ from vllmbench.models.base import as_utc
 from vllmbench.models.results import RawInput, StandardizedRecord
 from vllmbench.query import RawQuery, ResultQuery
 from vllmbench.store import results_layout as L
-from vllmbench.store.forest import Change, Forest, Snapshot, _now
+from vllmbench.store.forest import Change, Forest, Packed, Snapshot, _now
 from vllmbench.store.group_commit import GroupCommitter
 from vllmbench.store.mongo import translate
 from vllmbench.store.paging import tree_page
@@ -54,28 +54,22 @@ def content_id(text: str | bytes) -> str:
 
 
 class _StdBatch:
-    """A standardized batch, prepared outside the commit (JSON text, hashes, entries).
+    """A standardized batch, prepared outside the commit (canonical JSON, hashes, entries)."""
 
-    Takes records as JSON-mode dicts (``model_dump(mode="json")``), so that records of
-    the first layout are moved as they were stored, without validating them again.
-    """
-
-    def __init__(self, records: list[dict[str, Any]], raw_key: str | None) -> None:
-        keys = [f"{r['run']['run_id']}#{r['run'].get('stage', 0)}" for r in records]
-        dupes = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) != len(keys) else []
-        if dupes:
+    def __init__(self, records: list[StandardizedRecord], raw_key: str | None, *,
+                 texts: list[str] | None = None) -> None:
+        keys = [r.key() for r in records]
+        if len(set(keys)) != len(keys):
+            dupes = sorted({k for k in keys if keys.count(k) > 1})
             raise Conflict(f"the batch holds the same run id and stage twice: {', '.join(dupes[:5])}")
         self.keys = keys
         self.raw_key = raw_key
         self.items = []
-        for record, key in zip(records, keys):
-            text = json.dumps(record, sort_keys=True, separators=(",", ":"))
-            run, scenario = record["run"], record["scenario"]
-            attrs = {"project": run.get("project"), "model": scenario.get("model"),
-                     "harness": scenario["harness"]["name"], "tags": record.get("tags") or []}
-            started = dt.datetime.fromisoformat(run["started_at"])
-            self.items.append((run["run_id"], int(run.get("stage", 0)), key, content_id(text), text,
-                               L.to_ms(started), attrs))
+        for i, (record, key) in enumerate(zip(records, keys)):
+            text = texts[i] if texts else record.model_dump_json()
+            attrs = [record.run.project, record.scenario.model, record.scenario.harness.name, list(record.tags)]
+            self.items.append((record.run.run_id, record.run.stage, key, content_id(text), text,
+                               L.to_ms(record.run.started_at), attrs))
 
     def check(self, change: Change) -> list[int]:
         """Indexes of the records to store; raises Conflict (nothing staged) on other content."""
@@ -94,11 +88,11 @@ class _StdBatch:
     def stage(self, change: Change, new: list[int]) -> dict[str, Any]:
         for i in new:
             run_id, stage, key, rid, text, t, attrs = self.items[i]
-            change.insert(L.RECORDS, {"_id": rid, "key": key, "raw_id": self.raw_key, "json": text})
-            value = [rid, *L.entry_attrs(attrs)]
-            for name in L.trees_of(L.STD, attrs):
+            project, model, harness, tags = attrs
+            value = [rid, *attrs, Packed(text=text)]
+            for name in L.trees_of(L.STD, {"project": project, "model": model, "harness": harness, "tags": tags}):
                 change.put(name, [t, key], value)
-            change.put(L.STD_KEY, [run_id, stage], [rid, t, *L.entry_attrs(attrs)])
+            change.put(L.STD_KEY, [run_id, stage], [rid, t, *attrs, self.raw_key])
         return {"stored": len(new), "unchanged": len(self.keys) - len(new), "ids": self.keys}
 
 
@@ -110,10 +104,8 @@ class ResultsStore:
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.forest = Forest(db, L.PREFIX)
+        self.forest = Forest(db, L.PREFIX, zdict=L.RECORD_DICTIONARY)
         self.committer = GroupCommitter(self.forest)
-        self.records = db[L.RECORDS]
-        self.raw = db[L.RAW]
         self.raw_data = db[L.RAW_DATA]
         self.samples = db[L.SAMPLES]
 
@@ -132,8 +124,7 @@ class ResultsStore:
         return self.committer.run(op)
 
     # -- writing -------------------------------------------------------------------
-    def insert_standardized(self, records: list[StandardizedRecord] | list[dict[str, Any]], *,
-                            raw_id: str | None = None) -> dict[str, Any]:
+    def insert_standardized(self, records: list[StandardizedRecord], *, raw_id: str | None = None) -> dict[str, Any]:
         """Store a batch all or nothing; records already stored with the same content are unchanged.
 
         A record is identified by run id and stage; one stored with other content is a
@@ -142,10 +133,10 @@ class ResultsStore:
         return self.commit(self.standardized_op(records, raw_id=raw_id))
 
     @staticmethod
-    def standardized_op(records: list[StandardizedRecord] | list[dict[str, Any]], *,
-                        raw_id: str | None = None) -> Callable[[Change], dict[str, Any]]:
-        dicts = [r.model_dump(mode="json") if isinstance(r, StandardizedRecord) else r for r in records]
-        batch = _StdBatch(dicts, raw_id)
+    def standardized_op(records: list[StandardizedRecord], *, raw_id: str | None = None,
+                        texts: list[str] | None = None) -> Callable[[Change], dict[str, Any]]:
+        """The commit operation of a batch; ``texts`` keeps records' stored JSON (migration)."""
+        batch = _StdBatch(records, raw_id, texts=texts)
         return lambda change: batch.stage(change, batch.check(change))
 
     def insert_raw(self, raw: RawInput, records: list[StandardizedRecord] | None = None) -> dict[str, Any]:
@@ -163,24 +154,24 @@ class ResultsStore:
         data_json = json.dumps(raw.data, separators=(",", ":"))
         ingested = as_utc(ingested_at) if ingested_at else _now()
         time = as_utc(raw.started_at) if raw.started_at else ingested
-        meta = {"_id": key, "run_id": raw.run_id, "project": raw.project, "model": raw.model,
-                "harness": raw.harness.name, "harness_version": raw.harness.version, "tags": raw.tags,
-                "config_commit": raw.config_commit, "started_at": raw.started_at, "ended_at": raw.ended_at,
-                "time": time, "ingested_at": ingested, "size_bytes": len(data_json)}
+        meta = {"id": key, "run_id": raw.run_id, "project": raw.project, "model": raw.model,
+                "harness": {"name": raw.harness.name, "version": raw.harness.version}, "tags": list(raw.tags),
+                "config_commit": raw.config_commit, "started_at": _iso(raw.started_at),
+                "ended_at": _iso(raw.ended_at), "ingested_at": _iso(ingested), "size_bytes": len(data_json)}
         attrs = {"project": raw.project, "model": raw.model, "harness": raw.harness.name, "tags": raw.tags}
-        batch = _StdBatch([r.model_dump(mode="json") for r in records], key) if records else None
+        value = [raw.run_id, *L.entry_attrs(attrs), meta]
+        batch = _StdBatch(records, key) if records else None
         t, t_in = L.to_ms(time), L.to_ms(ingested)
 
         def op(change: Change) -> dict[str, Any]:
             new = batch.check(change) if batch else []
             created = change.get(L.RAW_ID, [key]) is None
             if created:
-                change.insert(L.RAW, meta)
                 change.insert(L.RAW_DATA, {"_id": key, "data_json": data_json})
                 for name in L.trees_of(L.RAW_TIME, attrs):
-                    change.put(name, [t, key], [raw.run_id, *L.entry_attrs(attrs)])
-                change.put(L.RAW_RUN, [raw.run_id, t_in, key], t)
-                change.put(L.RAW_ID, [key], [raw.run_id, t, t_in])
+                    change.put(name, [t, key], value)
+                change.put(L.RAW_RUN, [raw.run_id, t_in, key], value)
+                change.put(L.RAW_ID, [key], value)
             standardized = batch.stage(change, new) if batch else None
             return {"id": key, "run_id": raw.run_id, "created": created, "standardized": standardized}
 
@@ -190,13 +181,10 @@ class ResultsStore:
     def list_standardized(self, query: ResultQuery) -> dict[str, Any]:
         def read(snap: Snapshot) -> dict[str, Any]:
             if query.run_id:
-                entries = [([v[1], f"{k[0]}#{k[1]}"], [v[0], *v[2:]])
-                           for k, v in _run_entries(snap, L.STD_KEY, query.run_id)]
-                found = tree_page(None, query, entries=entries)
+                found = tree_page(None, query, entries=_run_records(snap, query.run_id))
             else:
                 found = tree_page(snap, query, base=L.STD)
-            docs = self._fetch(self.records, [value[0] for _, value in found["entries"]], "standardized results")
-            return {"items": [json.loads(docs[v[0]]["json"]) for _, v in found["entries"]],
+            return {"items": [json.loads(value[5].text) for _, value in found["entries"]],
                     "count": len(found["entries"]), "next_cursor": found["next_cursor"]}
 
         return self.forest.read(read)
@@ -204,80 +192,62 @@ class ResultsStore:
     def list_raw(self, query: RawQuery) -> dict[str, Any]:
         def read(snap: Snapshot) -> dict[str, Any]:
             if query.run_id:
-                entries = [([v[1], k[2]], [query.run_id, *v[2:]]) for k, v in self._raw_run(snap, query.run_id)]
+                entries = [([_ms_of(v[5]), k[2]], v) for k, v in _run_entries(snap, L.RAW_RUN, query.run_id)]
                 found = tree_page(None, query, entries=entries)
             else:
                 found = tree_page(snap, query, base=L.RAW_TIME)
-            ids = [key[1] for key, _ in found["entries"]]
-            return {"items": self._raw_docs(ids, with_data=query.include_data),
-                    "count": len(ids), "next_cursor": found["next_cursor"]}
+            metas = [value[5] for _, value in found["entries"]]
+            return {"items": self._with_data(metas) if query.include_data else metas,
+                    "count": len(metas), "next_cursor": found["next_cursor"]}
 
         return self.forest.read(read)
 
     def get_standardized(self, key: str) -> dict[str, Any]:
         """One record by the id POST /standardized_output answered (``run_id#stage``)."""
-        parsed = L.parse_key(key)
-        stored = self.forest.read(lambda snap: snap.get(L.STD_KEY, list(parsed))) if parsed else None
-        if stored is None:
+        def read(snap: Snapshot) -> Any:
+            parsed = L.parse_key(key)
+            stored = snap.get(L.STD_KEY, list(parsed)) if parsed else None
+            return snap.get(L.STD, [stored[1], key]) if stored else None
+
+        found = self.forest.read(read)
+        if found is None:
             raise NotFound(f"no standardized record {key!r} (ids are run_id#stage, as POST /standardized_output answers)")
-        doc = self._fetch(self.records, [stored[0]], "standardized results")[stored[0]]
-        return json.loads(doc["json"])
+        return json.loads(found[5].text)
 
     def get_raw(self, key: str) -> dict[str, Any]:
-        """One raw result by the id POST /raw_input answered."""
-        if self.forest.read(lambda snap: snap.get(L.RAW_ID, [key])) is None:
+        """One raw result, with its data, by the id POST /raw_input answered."""
+        stored = self.forest.read(lambda snap: snap.get(L.RAW_ID, [key]))
+        if stored is None:
             raise NotFound(f"no raw result {key!r} (ids are what POST /raw_input answers)")
-        return self._raw_docs([key], with_data=True)[0]
+        return self._with_data([stored[5]])[0]
 
     def records_of_run(self, run_id: str) -> list[StandardizedRecord]:
-        return self.forest.read(lambda snap: self._records_of_run(snap, run_id))
-
-    def _records_of_run(self, snap: Snapshot, run_id: str) -> list[StandardizedRecord]:
-        rids = [value[0] for _, value in _run_entries(snap, L.STD_KEY, run_id)]
-        docs = self._fetch(self.records, rids, "standardized results")
-        return [StandardizedRecord.model_validate_json(docs[rid]["json"]) for rid in rids]
+        entries = self.forest.read(lambda snap: _run_records(snap, run_id))
+        return [StandardizedRecord.model_validate_json(value[5].text) for _, value in entries]
 
     def raw_of_run(self, run_id: str) -> list[dict[str, Any]]:
-        return self.forest.read(lambda snap: self._raw_docs([k[2] for k, _ in self._raw_run(snap, run_id)]))
+        entries = self.forest.read(lambda snap: _run_entries(snap, L.RAW_RUN, run_id))
+        return self._with_data([value[5] for _, value in entries])
 
     def run(self, run_id: str) -> dict[str, Any]:
-        def read(snap: Snapshot) -> dict[str, Any]:
-            standardized = self._records_of_run(snap, run_id)
-            raw = self._raw_docs([k[2] for k, _ in self._raw_run(snap, run_id)])
-            if not standardized and not raw:
-                raise NotFound(f"no results for run {run_id!r}")
-            return {"run_id": run_id, "raw": raw, "standardized": [r.model_dump(mode="json") for r in standardized]}
+        """A run's raw results (oldest first, with data) and standardized records (by stage)."""
+        std, raw = self.forest.read(lambda snap: (_run_records(snap, run_id), _run_entries(snap, L.RAW_RUN, run_id)))
+        if not std and not raw:
+            raise NotFound(f"no results for run {run_id!r}")
+        return {"run_id": run_id, "raw": self._with_data([value[5] for _, value in raw]),
+                "standardized": [json.loads(value[5].text) for _, value in std]}
 
-        return self.forest.read(read)
-
-    @staticmethod
-    def _raw_run(snap: Snapshot, run_id: str) -> list[tuple[list[Any], Any]]:
-        """[run_id, ingested_ms, raw id] -> time_ms, oldest first; as ([.., .., id], [run_id?, time])."""
-        out = []
-        for key, time_ms in snap.scan(L.RAW_RUN, [run_id]):
-            if key[0] != run_id:
-                break
-            raw_entry = snap.get(L.RAW_TIME, [time_ms, key[2]])
-            out.append((key, [run_id, time_ms, *(raw_entry[1:] if raw_entry else [None, None, None, []])]))
-        return out
-
-    def _raw_docs(self, ids: list[str], *, with_data: bool = True) -> list[dict[str, Any]]:
-        metas = self._fetch(self.raw, ids, "raw results")
-        data = self._fetch(self.raw_data, ids, "raw results") if with_data else {}
-        return [_raw_out(metas[i], data.get(i)) for i in ids]
-
-    @staticmethod
-    def _fetch(collection: Any, ids: list[str], what: str) -> dict[str, dict[str, Any]]:
-        """Documents by id in one round trip; every id must be there (a commit wrote it first)."""
-        if not ids:
-            return {}
-        unique = list(dict.fromkeys(ids))
-        with translate(f"reading {what}"):
-            docs = {d["_id"]: d for d in collection.find({"_id": {"$in": unique}})}
-        missing = [i for i in unique if i not in docs]
+    def _with_data(self, metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Raw metadata with each harness output, read in one round trip."""
+        if not metas:
+            return []
+        ids = list(dict.fromkeys(m["id"] for m in metas))
+        with translate("reading raw results"):
+            docs = {d["_id"]: d["data_json"] for d in self.raw_data.find({"_id": {"$in": ids}})}
+        missing = [i for i in ids if i not in docs]
         if missing:
-            raise RuntimeError(f"the results index names {len(missing)} {what} that are not stored, e.g. {missing[0]}")
-        return docs
+            raise RuntimeError(f"the results index names raw data that is not stored: {missing[0]}")
+        return [{**meta, "data": json.loads(docs[meta["id"]])} for meta in metas]
 
 
 def _run_entries(snap: Snapshot, tree_name: str, run_id: str) -> list[tuple[list[Any], Any]]:
@@ -289,14 +259,19 @@ def _run_entries(snap: Snapshot, tree_name: str, run_id: str) -> list[tuple[list
     return out
 
 
-def _raw_out(meta: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
-    out = {
-        "id": meta["_id"], "run_id": meta["run_id"], "project": meta.get("project"), "model": meta.get("model"),
-        "harness": {"name": meta["harness"], "version": meta.get("harness_version")}, "tags": meta.get("tags", []),
-        "config_commit": meta.get("config_commit"),
-        "started_at": meta.get("started_at"), "ended_at": meta.get("ended_at"), "ingested_at": meta.get("ingested_at"),
-        "size_bytes": meta.get("size_bytes"),
-    }
-    if data is not None:
-        out["data"] = json.loads(data["data_json"])
+def _run_records(snap: Snapshot, run_id: str) -> list[tuple[list[Any], list[Any]]]:
+    """A run's records by stage, as entries of the time tree ([time_ms, key], [id, attrs..., JSON])."""
+    out = []
+    for (_, stage), value in _run_entries(snap, L.STD_KEY, run_id):
+        key = [value[1], f"{run_id}#{stage}"]
+        out.append((key, snap.get(L.STD, key)))
     return out
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return as_utc(value).astimezone(dt.timezone.utc).isoformat() if value is not None else None
+
+
+def _ms_of(meta: dict[str, Any]) -> int:
+    """The listing time of a raw result: when its run started, else when it was ingested."""
+    return L.to_ms(dt.datetime.fromisoformat(meta["started_at"] or meta["ingested_at"]))

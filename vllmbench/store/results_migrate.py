@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from vllmbench.errors import Conflict
-from vllmbench.models.results import Harness, RawInput
+from vllmbench.models.results import Harness, RawInput, StandardizedRecord
 from vllmbench.store.mongo import translate
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def _copy_raw(collection: Any, store: ResultsStore) -> int:
     count = 0
     with translate("reading results of the first layout"):
         for doc in collection.find({}, batch_size=100):
-            # Built without validating again, like the records below.
+            # Built without validating again: the output was accepted as-is when it was posted.
             raw = RawInput.model_construct(
                 run_id=doc["run_id"], project=doc.get("project"), model=doc.get("model"),
                 harness=Harness.model_construct(name=doc["harness"], version=doc.get("harness_version")),
@@ -68,13 +68,20 @@ def _copy_raw(collection: Any, store: ResultsStore) -> int:
 
 
 def _copy_standardized(collection: Any, store: ResultsStore) -> int:
-    """Records as they were stored (JSON text), not validated again: a model that grew stricter
-    since must not strand data that was accepted then."""
+    """Records are validated by today's model; one that no longer passes stays in the old
+    collection, named in a warning, rather than stranding the rest."""
+    from pydantic import ValidationError
+
     ops = []
     count = 0
     with translate("reading results of the first layout"):
         for doc in collection.find({}, batch_size=BATCH):
-            ops.append(store.standardized_op([json.loads(doc["record_json"])], raw_id=doc.get("raw_id")))
+            try:
+                record = StandardizedRecord.model_validate_json(doc["record_json"])
+            except ValidationError as exc:
+                log.warning("record %s of the first layout was not moved: %s", doc["_id"], exc.errors()[0]["msg"])
+                continue
+            ops.append(store.standardized_op([record], raw_id=doc.get("raw_id")))
             if len(ops) >= BATCH:
                 count += _commit(store, ops)
                 ops = []
