@@ -108,6 +108,7 @@ class ResultsStore:
         self.committer = GroupCommitter(self.forest)
         self.raw_data = db[L.RAW_DATA]
         self.samples = db[L.SAMPLES]
+        self.samples = db[L.SAMPLES]
 
     @classmethod
     def of(cls, db: Any) -> "ResultsStore":
@@ -139,18 +140,31 @@ class ResultsStore:
         batch = _StdBatch(records, raw_id, texts=texts)
         return lambda change: batch.stage(change, batch.check(change))
 
-    def insert_raw(self, raw: RawInput, records: list[StandardizedRecord] | None = None) -> dict[str, Any]:
-        """Store ``raw`` and the records standardized from it, together or not at all.
+    def insert_raw(self, raw: RawInput, records: list[StandardizedRecord] | None = None, *,
+                   samples: Any = None) -> dict[str, Any]:
+        """Store ``raw``, the records standardized from it and its per-request ``samples``
+        (``vllmbench.samples.Samples``), together or not at all.
 
-        Returns ``{"id", "run_id", "created", "standardized"}``; the same raw result again
-        is not created twice (its id is a hash of its content).
+        Returns ``{"id", "run_id", "created", "standardized", "samples"}``; the same raw
+        result again is not created twice (its id is a hash of its content).
         """
-        return self.commit(self.raw_op(raw, records))
+        return self.commit(self.raw_op(raw, records, samples=samples))
+
+    def attach_samples(self, raw_key: str, chunks: list[bytes]) -> dict[str, Any]:
+        """Attach VBS1 chunks to a stored raw result (``vllmbench.store.samples``)."""
+        from vllmbench.store.samples import Chunks
+
+        return self.commit(Chunks(raw_key, chunks).op)
 
     @staticmethod
     def raw_op(raw: RawInput, records: list[StandardizedRecord] | None = None, *, key: str | None = None,
-               ingested_at: dt.datetime | None = None) -> Callable[[Change], dict[str, Any]]:
+               ingested_at: dt.datetime | None = None, samples: Any = None) -> Callable[[Change], dict[str, Any]]:
         key = key or raw_id(raw)
+        attach = None
+        if samples is not None and len(samples):
+            from vllmbench.store.samples import Chunks, encode_chunks
+
+            attach = Chunks(key, encode_chunks(samples))
         data_json = json.dumps(raw.data, separators=(",", ":"))
         ingested = as_utc(ingested_at) if ingested_at else _now()
         time = as_utc(raw.started_at) if raw.started_at else ingested
@@ -165,6 +179,7 @@ class ResultsStore:
 
         def op(change: Change) -> dict[str, Any]:
             new = batch.check(change) if batch else []
+            chunks = attach.check(change, raw_staged=True) if attach else []
             created = change.get(L.RAW_ID, [key]) is None
             if created:
                 change.insert(L.RAW_DATA, {"_id": key, "data_json": data_json})
@@ -173,7 +188,10 @@ class ResultsStore:
                 change.put(L.RAW_RUN, [raw.run_id, t_in, key], value)
                 change.put(L.RAW_ID, [key], value)
             standardized = batch.stage(change, new) if batch else None
-            return {"id": key, "run_id": raw.run_id, "created": created, "standardized": standardized}
+            if attach:
+                attach.stage(change, chunks)
+            return {"id": key, "run_id": raw.run_id, "created": created, "standardized": standardized,
+                    "samples": sum(c["requests"] for c in chunks)}
 
         return op
 
