@@ -145,6 +145,13 @@ def encode(samples: Samples, *, chunk: int = 0, chunks: int = 1, first: int = 0)
     return MAGIC + struct.pack("<I", len(head)) + head + b"".join(blobs)
 
 
+def encode_chunks(samples: Samples) -> list[bytes]:
+    """``samples`` as VBS1 chunks of at most CHUNK requests each."""
+    total = max(1, -(-len(samples) // CHUNK))
+    return [encode(samples.slice(i * CHUNK, (i + 1) * CHUNK), chunk=i, chunks=total, first=i * CHUNK)
+            for i in range(total)]
+
+
 def read_header(data: bytes) -> dict[str, Any]:
     if len(data) < 8 or data[:4] != MAGIC:
         raise SamplesError("not a VBS1 chunk (it must start with the bytes 'VBS1'; see docs/results.md)")

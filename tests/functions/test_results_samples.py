@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vllmbench.samples import Samples, decode, encode, metric_values, percentiles
-from vllmbench.store.samples import encode_chunks
+from vllmbench.samples import Samples, decode, encode, encode_chunks, metric_values, percentiles
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -162,7 +162,8 @@ class ResultsStore:
         key = key or raw_id(raw)
         attach = None
         if samples is not None and len(samples):
-            from vllmbench.store.samples import Chunks, encode_chunks
+            from vllmbench.samples import encode_chunks
+            from vllmbench.store.samples import Chunks
 
             attach = Chunks(key, encode_chunks(samples))
         data_json = json.dumps(raw.data, separators=(",", ":"))

@@ -70,13 +70,6 @@ class Chunks:
         return self.stage(change, self.check(change))
 
 
-def encode_chunks(samples: vbs.Samples) -> list[bytes]:
-    """``samples`` as VBS1 chunks of at most vbs.CHUNK requests."""
-    total = max(1, -(-len(samples) // vbs.CHUNK))
-    return [vbs.encode(samples.slice(i * vbs.CHUNK, (i + 1) * vbs.CHUNK), chunk=i, chunks=total, first=i * vbs.CHUNK)
-            for i in range(total)]
-
-
 class RunSamples:
     """The samples of one run as a list of chunks; decoded chunks are kept a little while."""
 
