@@ -106,22 +106,31 @@ def post_standardized(ctx: Context, body: StandardizedRecord | list[Standardized
     return Reply(outcome, 201 if outcome["stored"] else 200)
 
 
+def _json(text: str) -> Any:
+    """A JSON answer the store wrote as text (stored records spliced in, not parsed and re-encoded)."""
+    import flask
+
+    from vllmbench.logs import scrub
+
+    return flask.Response(scrub(text), mimetype="application/json")
+
+
 @app.route("GET", "/standardized_output", query=RESULT_QUERY, tag="standardized")
-def list_standardized(ctx: Context, query: ResultQuery) -> dict[str, Any]:
+def list_standardized(ctx: Context, query: ResultQuery) -> Any:
     """List standardized records: filter by project, model, run id, harness, tag, time range; cursor pages."""
-    return _store(ctx).list_standardized(query)
+    return _json(_store(ctx).list_standardized_json(query))
 
 
 @app.route("GET", "/standardized_output/<record_id>", tag="standardized")
-def get_standardized(ctx: Context, record_id: str) -> dict[str, Any]:
+def get_standardized(ctx: Context, record_id: str) -> Any:
     """One standardized record by the id POST /standardized_output answered (run_id#stage, '#' as %23)."""
-    return _store(ctx).get_standardized(record_id)
+    return _json(_store(ctx).get_standardized_json(record_id))
 
 
 @app.route("GET", "/runs/<run_id>", tag="runs")
-def get_run(ctx: Context, run_id: str) -> dict[str, Any]:
+def get_run(ctx: Context, run_id: str) -> Any:
     """A run's raw and standardized results together."""
-    return _store(ctx).run(run_id)
+    return _json(_store(ctx).run_json(run_id))
 
 
 @app.route("GET", "/runs/<run_id>/llmd", tag="runs")

@@ -55,6 +55,8 @@ def tree_page(snap: Snapshot | None, query: ResultQuery, *, base: str | None = N
         time, last_id = decode_cursor(query.cursor)
         cursor = [L.to_ms(time), last_id]
     wanted = {"project": query.project, "model": query.model, "harness": query.harness, "tag": query.tag}
+    # One filter is the tree itself: its entries need no check.
+    check = sum(getattr(query, f) is not None for f in L.FACETS) + len(query.tag) > (0 if entries is not None else 1)
     if entries is not None:
         ordered = sorted(entries, key=lambda e: e[0], reverse=reverse)
         if cursor is not None:
@@ -81,7 +83,7 @@ def tree_page(snap: Snapshot | None, query: ResultQuery, *, base: str | None = N
                                                                        and time_ms >= until):
                 break
             continue
-        if not L.matches(value[1:5], wanted):
+        if check and not L.matches(value[1:5], wanted):
             continue
         out.append((key, value))
         if len(out) > query.limit:

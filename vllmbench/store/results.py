@@ -198,13 +198,16 @@ class ResultsStore:
 
     # -- reading -------------------------------------------------------------------
     def list_standardized(self, query: ResultQuery) -> dict[str, Any]:
-        def read(snap: Snapshot) -> dict[str, Any]:
+        return json.loads(self.list_standardized_json(query))
+
+    def list_standardized_json(self, query: ResultQuery) -> str:
+        """The page as JSON text: the stored records are spliced in, never parsed and written again."""
+        def read(snap: Snapshot) -> str:
             if query.run_id:
                 found = tree_page(None, query, entries=_run_records(snap, query.run_id))
             else:
                 found = tree_page(snap, query, base=L.STD)
-            return {"items": [json.loads(value[5].text) for _, value in found["entries"]],
-                    "count": len(found["entries"]), "next_cursor": found["next_cursor"]}
+            return _page_json([value[5].text for _, value in found["entries"]], found["next_cursor"])
 
         return self.forest.read(read)
 
@@ -222,7 +225,10 @@ class ResultsStore:
         return self.forest.read(read)
 
     def get_standardized(self, key: str) -> dict[str, Any]:
-        """One record by the id POST /standardized_output answered (``run_id#stage``)."""
+        return json.loads(self.get_standardized_json(key))
+
+    def get_standardized_json(self, key: str) -> str:
+        """One record (its stored JSON text) by the id POST /standardized_output answered (``run_id#stage``)."""
         def read(snap: Snapshot) -> Any:
             parsed = L.parse_key(key)
             stored = snap.get(L.STD_KEY, list(parsed)) if parsed else None
@@ -231,7 +237,7 @@ class ResultsStore:
         found = self.forest.read(read)
         if found is None:
             raise NotFound(f"no standardized record {key!r} (ids are run_id#stage, as POST /standardized_output answers)")
-        return json.loads(found[5].text)
+        return found[5].text
 
     def get_raw(self, key: str) -> dict[str, Any]:
         """One raw result, with its data, by the id POST /raw_input answered."""
@@ -249,15 +255,19 @@ class ResultsStore:
         return self._with_data([value[5] for _, value in entries])
 
     def run(self, run_id: str) -> dict[str, Any]:
-        """A run's raw results (oldest first, with data) and standardized records (by stage)."""
+        return json.loads(self.run_json(run_id))
+
+    def run_json(self, run_id: str) -> str:
+        """A run's raw results (oldest first, with data) and standardized records (by stage), as JSON text."""
         std, raw = self.forest.read(lambda snap: (_run_records(snap, run_id), _run_entries(snap, L.RAW_RUN, run_id)))
         if not std and not raw:
             raise NotFound(f"no results for run {run_id!r}")
-        return {"run_id": run_id, "raw": self._with_data([value[5] for _, value in raw]),
-                "standardized": [json.loads(value[5].text) for _, value in std]}
+        raws = self._data_json([value[5] for _, value in raw])
+        return (f'{{"run_id":{json.dumps(run_id)},"raw":[{",".join(raws)}],'
+                f'"standardized":[{",".join(value[5].text for _, value in std)}]}}')
 
-    def _with_data(self, metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Raw metadata with each harness output, read in one round trip."""
+    def _data_json(self, metas: list[dict[str, Any]]) -> list[str]:
+        """Each raw result's metadata with its data spliced in, as JSON text."""
         if not metas:
             return []
         ids = list(dict.fromkeys(m["id"] for m in metas))
@@ -266,7 +276,10 @@ class ResultsStore:
         missing = [i for i in ids if i not in docs]
         if missing:
             raise RuntimeError(f"the results index names raw data that is not stored: {missing[0]}")
-        return [{**meta, "data": json.loads(docs[meta["id"]])} for meta in metas]
+        return [json.dumps(meta, separators=(",", ":"))[:-1] + ',"data":' + docs[meta["id"]] + "}" for meta in metas]
+
+    def _with_data(self, metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [json.loads(text) for text in self._data_json(metas)]
 
 
 def _run_entries(snap: Snapshot, tree_name: str, run_id: str) -> list[tuple[list[Any], Any]]:
@@ -276,6 +289,10 @@ def _run_entries(snap: Snapshot, tree_name: str, run_id: str) -> list[tuple[list
             break
         out.append((key, value))
     return out
+
+
+def _page_json(items: list[str], next_cursor: str | None) -> str:
+    return f'{{"items":[{",".join(items)}],"count":{len(items)},"next_cursor":{json.dumps(next_cursor)}}}'
 
 
 def _run_records(snap: Snapshot, run_id: str) -> list[tuple[list[Any], list[Any]]]:
