@@ -49,6 +49,14 @@ DELTA = ("scheduled_us", "sent_us")               # stored as differences from t
 
 METRICS = ("ttft", "itl", "e2e", "e2e_from_schedule", "tpot", "ntpot", "schedule_delay",
            "input_tokens", "output_tokens")
+# The columns each metric reads (outcome, measured and stage are always read).
+COLUMNS_FOR: dict[str, tuple[str, ...]] = {
+    "ttft": ("ttft_us",), "itl": ("itl", "itl_count"), "e2e": ("e2e_us",),
+    "e2e_from_schedule": ("e2e_us", "sent_us", "scheduled_us"),
+    "tpot": ("e2e_us", "ttft_us", "output_tokens"), "ntpot": ("e2e_us", "output_tokens"),
+    "schedule_delay": ("sent_us", "scheduled_us", "cap_wait_us"),
+    "input_tokens": ("input_tokens",), "output_tokens": ("output_tokens",),
+}
 
 
 class SamplesError(ValueError):
@@ -184,7 +192,7 @@ def decode(data: bytes, names: tuple[str, ...] | None = None) -> tuple[dict[str,
         blob = data[at:at + size]
         at += size
         if names is not None and name not in names and name not in ("itl_count", "outcome", "measured", "stage"):
-            cols[name] = np.zeros(count, dtype=dtype)
+            cols[name] = np.zeros(0 if name == "itl" else count, dtype=dtype)
             continue
         try:
             raw = np.frombuffer(zlib.decompress(blob), dtype=np.uint8)
@@ -200,6 +208,8 @@ def decode(data: bytes, names: tuple[str, ...] | None = None) -> tuple[dict[str,
     if set(lengths.values()) - {count} or (names is None or "itl" in names) and \
             cols["itl"].shape[0] != int(cols["itl_count"].sum()):
         raise SamplesError("the columns of a VBS1 chunk disagree on the number of requests")
+    if names is not None and "itl" not in names:
+        cols["itl_count"] = np.zeros(count, dtype=np.int32)  # no gaps decoded: the chunk reads as gapless
     strings = header["strings"]
     return header, Samples(cols, list(strings["outcome"]), list(strings["tokens_from"]), header["itl_unit_us"])
 

@@ -10,7 +10,12 @@ For each size, on one database that grows from one size to the next:
   default sort (newest first), first pages and cursor pages, 50 per page: p50/p95;
 - GET /runs/{id}, GET /standardized_output/{id} and GET /compare of 5 runs: p50/p95;
 - 8 writer + 8 reader threads (10-record batches; readers list pages and read runs):
-  p50/p95 of each, as issue 9 measured it on the first layout.
+  p50/p95 of each, as issue 9 measured it on the first layout;
+- per-request samples: 100,000 requests of 128 tokens uploaded as VBS1 chunks (size,
+  time), a page of them, and percentiles recomputed over all of them.
+
+Next to each wall-clock figure: the CPU the function's process and FerretDB spent per
+request (psutil), which does not depend on what else the machine runs.
 
 The function runs under functions-framework (gunicorn, 1 worker, its default threads)
 against the embedded FerretDB; both share the machine's 2 cores with this client, and
@@ -79,6 +84,30 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+class Cpu:
+    """CPU seconds of the function's process and of FerretDB, between two marks."""
+
+    def __init__(self, *pids: int) -> None:
+        import psutil
+
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.mark()
+
+    def now(self) -> list[float]:
+        return [sum(p.cpu_times()[:2]) + sum(sum(c.cpu_times()[:2]) for c in p.children(recursive=True))
+                for p in self.processes]
+
+    def mark(self) -> None:
+        self.start = self.now()
+
+    def per(self, n: int) -> str:
+        used = [b - a for a, b in zip(self.start, self.now())]
+        return "CPU/request: function {:.1f} ms, FerretDB {:.1f} ms".format(*(1000 * u / max(n, 1) for u in used))
+
+
+CPU: Cpu | None = None
+
+
 def timed(session: requests.Session, url: str, **params) -> tuple[float, requests.Response]:
     t0 = time.perf_counter()
     response = session.get(url, params=params, timeout=120)
@@ -95,6 +124,7 @@ def listing(session: requests.Session, url: str, size: int) -> None:
              ("no filter", {}), ("project + tag", {"project": "p3", "tag": "regression"}),
              ("model, oldest first", {"model": "model-2", "sort": "time"})]
     for label, params in cases:
+        CPU.mark()
         pages: list[float] = []
         for _ in range(3):
             cursor = None
@@ -106,7 +136,7 @@ def listing(session: requests.Session, url: str, size: int) -> None:
                 if not cursor:
                     break
         print(f"  list {label:<22} p50 {statistics.median(pages):6.1f} ms  p95 {pct(pages, 95):6.1f} ms"
-              f"  ({len(pages)} pages of 50)", flush=True)
+              f"  ({len(pages)} pages of 50; {CPU.per(len(pages))})", flush=True)
 
 
 def point_reads(session: requests.Session, url: str, size: int) -> None:
@@ -115,9 +145,10 @@ def point_reads(session: requests.Session, url: str, size: int) -> None:
                         ("GET /standardized_output/{id}", lambda: f"/standardized_output/bench-{rng.randrange(size):07d}%230"),
                         ("GET /compare (5 runs)", lambda: "/compare?runs=" + ",".join(
                             f"bench-{rng.randrange(size):07d}" for _ in range(5)))]:
+        CPU.mark()
         times = [timed(session, url + path())[0] for _ in range(60)]
-        print(f"  {label:<28} p50 {statistics.median(times):6.1f} ms  p95 {pct(times, 95):6.1f} ms  (60 requests)",
-              flush=True)
+        print(f"  {label:<28} p50 {statistics.median(times):6.1f} ms  p95 {pct(times, 95):6.1f} ms  (60 requests; "
+              f"{CPU.per(60)})", flush=True)
 
 
 def mixed(url: str, size: int, seconds: float = 15.0) -> None:
@@ -162,7 +193,51 @@ def mixed(url: str, size: int, seconds: float = 15.0) -> None:
           f"errors: {len(errors)}", flush=True)
 
 
+def samples_bench(session: requests.Session, url: str) -> None:
+    """100,000 requests of 128 tokens (127 gaps each, 5 ms with 50 us jitter and rare stalls) as samples."""
+    import numpy as np
+
+    from vllmbench.samples import Samples, encode_chunks
+
+    rng = np.random.default_rng(7)
+    n, gaps_per = 100_000, 127
+    gaps = 5000 + rng.normal(0, 50, n * gaps_per)
+    stalls = rng.random(n * gaps_per) < 0.002
+    gaps[stalls] += rng.exponential(20_000, int(stalls.sum()))
+    gaps_10us = np.round(np.maximum(gaps, 0) / 10).astype("<i4")
+    scheduled = np.cumsum(rng.exponential(10_000, n)).astype("<i8")
+    ttft = (20_000 + rng.gamma(4, 500, n)).astype("<i8")
+    e2e = ttft + gaps_10us.reshape(n, gaps_per).sum(axis=1) * 10
+    columns = {"stage": np.zeros(n, "<i4"), "index": np.arange(n, dtype="<i4"), "scheduled_us": scheduled,
+               "sent_us": scheduled + rng.integers(20, 200, n), "ttft_us": ttft, "e2e_us": e2e,
+               "cap_wait_us": np.zeros(n, "<i8"), "input_tokens": np.full(n, 128, "<i4"),
+               "output_tokens": np.full(n, 128, "<i4"), "status": np.full(n, 200, "<i2"),
+               "outcome": np.zeros(n, "u1"), "tokens_from": np.ones(n, "u1"), "measured": np.ones(n, "u1"),
+               "itl_count": np.full(n, gaps_per, "<i4"), "itl": gaps_10us}
+    chunks = encode_chunks(Samples(columns, ["ok"], ["unknown", "server"]))
+    raw = {"run_id": "samples-100k", "harness": {"name": "custom"}, "data": {"requests": n}}
+    raw_id = session.post(url + "/raw_input", json=raw, timeout=60).json()["id"]
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        session.post(url + f"/raw_input/{raw_id}/requests", data=chunk, timeout=120,
+                     headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+    print(f"samples: 100,000 requests x 128 tokens = {sum(map(len, chunks)) / 1e6:.1f} MB in {len(chunks)} VBS1 chunks "
+          f"(gaps at 10 us, jitter 50 us); uploaded in {time.perf_counter() - t0:.1f} s", flush=True)
+    for label, params in [("a page of 100 requests", {"limit": 100, "cursor": None}),
+                          ("TTFT p50,p99,p99.9 over 100k", "ttft"), ("ITL p99 over 12.7M gaps", "itl")]:
+        times = []
+        for _ in range(5):
+            if isinstance(params, dict):
+                ms, _ = timed(session, url + "/runs/samples-100k/requests", limit=100)
+            else:
+                ms, got = timed(session, url + "/runs/samples-100k/percentiles", metric=params, p="50,99,99.9")
+            times.append(ms)
+        print(f"  {label:<32} p50 {statistics.median(times):7.1f} ms  max {max(times):7.1f} ms", flush=True)
+
+
 def main() -> None:
+    global CPU
+
     with tempfile.TemporaryDirectory() as tmp:
         external = os.environ.get("MONGO_URL")
         db = None if external else FerretDB(Path(tmp) / "ferretdb", free_port()).start()
@@ -176,6 +251,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until(lambda: http_ok(url + "/ready"), timeout_s=60, what="results function", process=server)
+            CPU = Cpu(server.pid, *([db.process.popen.pid] if db is not None else []))
             session = requests.Session()
             bodies = [json.dumps([make(i) for i in range(first, min(first + BATCH, HTTP_INGEST))])
                       for first in range(0, HTTP_INGEST, BATCH)]
@@ -186,28 +262,33 @@ def main() -> None:
                 response.raise_for_status()
             elapsed = time.perf_counter() - started
             print(f"ingest: {HTTP_INGEST:,} records in batches of {BATCH} over HTTP: {elapsed:.1f} s, "
-                  f"{HTTP_INGEST / elapsed:,.0f} records/s", flush=True)
+                  f"{HTTP_INGEST / elapsed:,.0f} records/s ({CPU.per(HTTP_INGEST)} per record)", flush=True)
 
             from vllmbench.models.results import StandardizedRecord
             from vllmbench.store.mongo import MongoStore
             from vllmbench.store.results import ResultsStore
 
-            store = ResultsStore(MongoStore(mongo_url).database(env["VLLMBENCH_DATABASE"]))
+            client = MongoStore(mongo_url)
+            store = ResultsStore(client.database(env["VLLMBENCH_DATABASE"]))
             have = HTTP_INGEST
             for size in SIZES:
                 filled = time.perf_counter()
+                CPU.mark()
                 for first in range(have, size, 5000):
                     store.insert_standardized([StandardizedRecord.model_validate(make(i))
                                                for i in range(first, min(first + 5000, size))])
                 if size > have:
                     took = time.perf_counter() - filled
-                    print(f"fill: {size - have:,} more records through the store adapter in {took:.1f} s "
-                          f"({(size - have) / took:,.0f} records/s)", flush=True)
+                    print(f"fill: {size - have:,} more records through the store adapter (batches of 5,000, "
+                          f"validated) in {took:.1f} s ({(size - have) / took:,.0f} records/s; FerretDB "
+                          f"{CPU.per(size - have).split('FerretDB ')[1]} per record)", flush=True)
                 have = max(have, size)
                 print(f"at {size:,} records:", flush=True)
                 listing(session, url, size)
                 point_reads(session, url, size)
                 mixed(url, size)
+            client.close()
+            samples_bench(session, url)
         finally:
             server.terminate()
             server.wait(10)

@@ -297,12 +297,18 @@ class Forest:
 # without JSON escaping, decompressed only when an answer holds it, and still about
 # 5 times smaller than its text (docs/results.md, "Nodes").
 class Packed:
-    """A long text kept compressed against the forest's dictionary; both forms made lazily."""
+    """A long text kept compressed against the forest's dictionary; both forms made lazily.
 
-    __slots__ = ("_text", "_blob", "_zdict")
+    It also keeps the JSON of the last leaf entry written with it: the same record sits
+    under the same key in every tree that holds it, and in every rewrite of a leaf.
+    """
+
+    __slots__ = ("_text", "_blob", "_zdict", "_entry_key", "_entry_json")
 
     def __init__(self, *, text: str | None = None, blob: bytes | None = None, zdict: bytes = b"") -> None:
         self._text, self._blob, self._zdict = text, blob, zdict
+        self._entry_key: Any = None
+        self._entry_json = b""
 
     @property
     def text(self) -> str:
@@ -317,19 +323,29 @@ class Packed:
             self._blob, self._zdict = packer.compress(self.text.encode()) + packer.flush(), zdict
         return self._blob
 
+    def entry_json(self, key: Any, value: list[Any]) -> bytes:
+        if self._entry_key != key:
+            self._entry_json = json.dumps([key, [*value[:-1], _BLOB]], separators=(",", ":")).encode()
+            self._entry_key = key
+        return self._entry_json
+
+
+_BLOB = {"$b": 1}  # where a Packed was: the leaf's blobs follow in the order of these marks
+
 
 def encode_node(node: Node, zdict: bytes) -> tuple[dict[str, Any], int]:
     """``{_id, lv, z[, b, bl]}`` and about how much memory the node takes decoded."""
     blobs: list[bytes] = []
-    entries = node.entries
-    if node.level == 0:
-        entries = []
+    if node.level == 0 and node.entries and isinstance(node.entries[0][1], list) \
+            and node.entries[0][1] and isinstance(node.entries[0][1][-1], Packed):
+        parts = []
         for key, value in node.entries:
-            if isinstance(value, list) and value and isinstance(value[-1], Packed):
-                blobs.append(value[-1].blob(zdict))
-                value = [*value[:-1], {"$b": len(blobs) - 1}]
-            entries.append([key, value])
-    head = json.dumps(entries, separators=(",", ":")).encode()
+            packed = value[-1]
+            blobs.append(packed.blob(zdict))
+            parts.append(packed.entry_json(key, value))
+        head = b"[" + b",".join(parts) + b"]"
+    else:
+        head = json.dumps(node.entries, separators=(",", ":")).encode()
     doc: dict[str, Any] = {"_id": node.id, "lv": node.level, "z": zlib.compress(head, 1)}
     if blobs:
         doc["b"], doc["bl"] = b"".join(blobs), [len(b) for b in blobs]
@@ -341,16 +357,12 @@ def decode_node(doc: dict[str, Any], zdict: bytes) -> tuple[Node, int]:
     entries = json.loads(head)
     size = 2 * len(head)
     if doc.get("bl"):
-        data, packed, at = doc["b"], [], 0
-        for length in doc["bl"]:
-            packed.append(Packed(blob=data[at:at + length], zdict=zdict))
+        data, at = doc["b"], 0
+        for entry, length in zip(entries, doc["bl"]):
+            packed = Packed(blob=data[at:at + length], zdict=zdict)
             at += length
+            entry[1][-1] = packed
         size += at
-        for entry in entries:
-            value = entry[1]
-            last = value[-1] if isinstance(value, list) and value else None
-            if isinstance(last, dict) and "$b" in last:
-                value[-1] = packed[last["$b"]]
     return Node(doc["_id"], doc["lv"], entries), size
 
 

@@ -70,11 +70,37 @@ class Chunks:
         return self.stage(change, self.check(change))
 
 
-class RunSamples:
-    """The samples of one run as a list of chunks; decoded chunks are kept a little while."""
+class _ChunkCache:
+    """Chunks' bytes by id, up to ``max_bytes``: chunks never change, so a hit is never stale."""
 
-    _decoded: OrderedDict[str, vbs.Samples] = OrderedDict()
-    _lock = threading.Lock()
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._chunks: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, chunk_id: str) -> bytes | None:
+        with self._lock:
+            data = self._chunks.get(chunk_id)
+            if data is not None:
+                self._chunks.move_to_end(chunk_id)
+            return data
+
+    def put(self, chunk_id: str, data: bytes) -> None:
+        with self._lock:
+            if chunk_id in self._chunks:
+                return
+            self._chunks[chunk_id] = data
+            self._size += len(data)
+            while self._size > self.max_bytes and len(self._chunks) > 1:
+                _, dropped = self._chunks.popitem(last=False)
+                self._size -= len(dropped)
+
+
+class RunSamples:
+    """The samples of one run as a list of chunks."""
+
+    cache = _ChunkCache()
 
     def __init__(self, store: ResultsStore, run_id: str) -> None:
         self.store = store
@@ -95,24 +121,19 @@ class RunSamples:
             chunks += [{"raw_id": raw_key, "id": v[0], "requests": v[1]} for v in found]
         return chunks, complete
 
-    def decoded(self, chunk: dict[str, Any]) -> vbs.Samples:
-        with self._lock:
-            cached = self._decoded.get(chunk["id"])
-        if cached is not None:
-            return cached
-        data = self.raw_bytes([chunk])[0]
-        _, samples = vbs.decode(data)
-        with self._lock:
-            self._decoded[chunk["id"]] = samples
-            while len(self._decoded) > 8:
-                self._decoded.popitem(last=False)
-        return samples
+    def decoded(self, chunk: dict[str, Any], names: tuple[str, ...] | None = None) -> vbs.Samples:
+        return vbs.decode(self.raw_bytes([chunk])[0], names)[1]
 
     def raw_bytes(self, chunks: list[dict[str, Any]]) -> list[bytes]:
-        ids = [c["id"] for c in chunks]
-        with translate("reading per-request samples"):
-            docs = {d["_id"]: bytes(d["data"]) for d in self.store.samples.find({"_id": {"$in": ids}})}
-        return [docs[i] for i in ids]
+        """The chunks' bytes: from the cache, the rest in one round trip."""
+        found = {c["id"]: self.cache.get(c["id"]) for c in chunks}
+        missing = [i for i, data in found.items() if data is None]
+        if missing:
+            with translate("reading per-request samples"):
+                for doc in self.store.samples.find({"_id": {"$in": missing}}):
+                    found[doc["_id"]] = bytes(doc["data"])
+                    self.cache.put(doc["_id"], found[doc["_id"]])
+        return [found[c["id"]] for c in chunks]
 
     def page(self, cursor: str | None, limit: int, stage: int | None) -> dict[str, Any]:
         position = _decode_cursor(cursor) if cursor else 0
@@ -123,7 +144,9 @@ class RunSamples:
                 at += chunk["requests"]
                 continue
             part = self.decoded(chunk)
-            for i, row in enumerate(part.slice(max(0, position - at), len(part)).rows(), start=max(0, position - at)):
+            begin = max(0, position - at)
+            for i, row in enumerate(part.slice(begin, begin + limit if stage is None else len(part)).rows(),
+                                    start=begin):
                 if stage is None or row["stage"] == stage:
                     rows.append(row)
                 if len(rows) == limit:
@@ -141,7 +164,8 @@ class RunSamples:
                     yield json.dumps(row, separators=(",", ":")) + "\n"
 
     def percentiles(self, metric: str, ps: list[float], *, stage: int | None, everything: bool) -> dict[str, Any]:
-        parts = [self.decoded(c) for c in self.chunks]
+        names = vbs.COLUMNS_FOR.get(metric)
+        parts = [vbs.decode(data, names)[1] for data in self.raw_bytes(self.chunks)]
         merged = vbs.concat(parts)
         if stage is not None:
             keep = merged.columns["stage"] == stage

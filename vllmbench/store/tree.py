@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-LEAF_CAPACITY = 64
+LEAF_CAPACITY = 32
 INNER_CAPACITY = 64
 
 Key = list[Any]
@@ -85,13 +85,12 @@ class Builder:
         if node.level == 0:
             return self._emit(0, _merge(node.entries, items))
         firsts = [e[0] for e in node.entries]
+        groups: dict[int, list[tuple[Key, Any]]] = {}
+        for item in items:  # each to the last child whose first key is <= its key (the first child if none)
+            groups.setdefault(max(0, bisect.bisect_right(firsts, item[0]) - 1), []).append(item)
         children: list[list[Any]] = []
-        start = 0
         for i, entry in enumerate(node.entries):
-            end = len(items) if i + 1 == len(firsts) else bisect.bisect_left(items, firsts[i + 1], lo=start,
-                                                                            key=lambda item: item[0])
-            part = items[start:end]
-            start = end
+            part = groups.get(i)
             if part:
                 children += self._apply(self._load(entry[1]), part)
             else:
@@ -113,9 +112,12 @@ class Builder:
 
 def _merge(entries: list[list[Any]], items: list[tuple[Key, Any]]) -> list[list[Any]]:
     """Sorted merge; an item whose key is present replaces that entry's value."""
+    if not entries or items[0][0] > entries[-1][0]:  # the usual case: newer than everything here
+        return entries + [[k, v] for k, v in items]
     out: list[list[Any]] = []
     i = j = 0
-    while i < len(entries) and j < len(items):
+    n, m = len(entries), len(items)
+    while i < n and j < m:
         a, b = entries[i][0], items[j][0]
         if a < b:
             out.append(entries[i])
