@@ -168,13 +168,13 @@ def compare_runs(ctx: Context) -> dict[str, Any]:
                                details=[{"loc": "query.runs", "msg": f"at most {MAX_COMPARE}", "type": "too_long"}])
     from vllmbench.compare import compare
 
-    store = _store(ctx)
-    return compare([_pick(store, item) for item in wanted])
+    by_run = _store(ctx).records_of_runs([item.partition("@")[0] for item in wanted])
+    return compare([_pick(by_run, item) for item in wanted])
 
 
-def _pick(store: ResultsStore, item: str) -> StandardizedRecord:
+def _pick(by_run: dict[str, list[StandardizedRecord]], item: str) -> StandardizedRecord:
     run_id, _, stage = item.partition("@")
-    records = store.records_of_run(run_id)
+    records = by_run[run_id]
     if not records:
         raise NotFound(f"run {run_id!r} has no standardized records")
     if stage:

@@ -111,6 +111,11 @@ class Snapshot:
         root, _ = self.tree(name)
         return tree.get(self.forest.load, root, key)
 
+    def get_many(self, name: str, keys: list[Key], *, prefix: bool = False) -> dict[tuple[Any, ...], list[Any]]:
+        """``tree.get_many`` on the tree ``name``: a round trip per level for all ``keys``."""
+        root, _ = self.tree(name)
+        return tree.get_many(self.forest.load_many, root, keys, prefix=prefix)
+
 
 class Change:
     """What one commit writes: tree upserts and documents, read against a snapshot."""
@@ -160,6 +165,27 @@ class Forest:
         node, size = decode_node(doc, self.zdict)
         self.cache.put(node, size)
         return node
+
+    def load_many(self, node_ids: list[str]) -> dict[str, Node]:
+        """Nodes by id: from the cache, the rest in one round trip."""
+        out: dict[str, Node] = {}
+        missing = []
+        for node_id in node_ids:
+            node = self.cache.get(node_id)
+            if node is None:
+                missing.append(node_id)
+            else:
+                out[node_id] = node
+        if missing:
+            with translate("reading the results index"):
+                docs = list(self.nodes.find({"_id": {"$in": missing}}))
+            for doc in docs:
+                node, size = decode_node(doc, self.zdict)
+                self.cache.put(node, size)
+                out[node.id] = node
+            if len(out) != len(node_ids):
+                raise SnapshotGone("index nodes are gone (collected after a newer commit); retry")
+        return out
 
     def snapshot(self) -> Snapshot:
         """The newest committed version: the cached head, then a look at the versions after it."""

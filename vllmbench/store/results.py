@@ -247,8 +247,13 @@ class ResultsStore:
         return self._with_data([stored[5]])[0]
 
     def records_of_run(self, run_id: str) -> list[StandardizedRecord]:
-        entries = self.forest.read(lambda snap: _run_records(snap, run_id))
-        return [StandardizedRecord.model_validate_json(value[5].text) for _, value in entries]
+        return self.records_of_runs([run_id])[run_id]
+
+    def records_of_runs(self, run_ids: list[str]) -> dict[str, list[StandardizedRecord]]:
+        """Each run's records by stage, read together (one snapshot, a round trip per tree level)."""
+        entries = self.forest.read(lambda snap: _runs_records(snap, list(dict.fromkeys(run_ids))))
+        return {run_id: [StandardizedRecord.model_validate_json(value[5].text) for _, value in found]
+                for run_id, found in entries.items()}
 
     def raw_of_run(self, run_id: str) -> list[dict[str, Any]]:
         entries = self.forest.read(lambda snap: _run_entries(snap, L.RAW_RUN, run_id))
@@ -296,12 +301,18 @@ def _page_json(items: list[str], next_cursor: str | None) -> str:
 
 
 def _run_records(snap: Snapshot, run_id: str) -> list[tuple[list[Any], list[Any]]]:
-    """A run's records by stage, as entries of the time tree ([time_ms, key], [id, attrs..., JSON])."""
-    out = []
-    for (_, stage), value in _run_entries(snap, L.STD_KEY, run_id):
-        key = [value[1], f"{run_id}#{stage}"]
-        out.append((key, snap.get(L.STD, key)))
-    return out
+    """A run's records by stage, as entries of the time tree ([time_ms, key], [id, attrs..., Packed])."""
+    return _runs_records(snap, [run_id])[run_id]
+
+
+def _runs_records(snap: Snapshot, run_ids: list[str]) -> dict[str, list[tuple[list[Any], list[Any]]]]:
+    """Several runs' records, a round trip per tree level for all of them (GET /compare)."""
+    by_run = snap.get_many(L.STD_KEY, [[r] for r in run_ids], prefix=True)
+    stages = {r: by_run[(r,)] if by_run[(r,)] is not None else _run_entries(snap, L.STD_KEY, r) for r in run_ids}
+    keys = [[value[1], f"{run_id}#{stage}"] for run_id, hits in stages.items() for (_, stage), value in hits]
+    found = snap.get_many(L.STD, keys)
+    return {run_id: [([value[1], f"{run_id}#{stage}"], found[(value[1], f"{run_id}#{stage}")][0][1])
+                     for (_, stage), value in hits] for run_id, hits in stages.items()}
 
 
 def _iso(value: dt.datetime | None) -> str | None:

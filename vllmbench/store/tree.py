@@ -83,7 +83,8 @@ class Builder:
         if self.created.pop(node.id, None) is None:  # a node of this same change is simply dropped
             self.freed.append(node.id)
         if node.level == 0:
-            return self._emit(0, _merge(node.entries, items))
+            appended = bool(node.entries) and items[0][0] > node.entries[-1][0]
+            return self._emit(0, _merge(node.entries, items), fill=appended)
         firsts = [e[0] for e in node.entries]
         groups: dict[int, list[tuple[Key, Any]]] = {}
         for item in items:  # each to the last child whose first key is <= its key (the first child if none)
@@ -97,11 +98,13 @@ class Builder:
                 children.append(entry)
         return self._emit(node.level, children)
 
-    def _emit(self, level: int, entries: list[list[Any]]) -> list[list[Any]]:
-        """Nodes of ``level`` holding ``entries`` (split evenly when over capacity), as parent entries."""
+    def _emit(self, level: int, entries: list[list[Any]], *, fill: bool = False) -> list[list[Any]]:
+        """Nodes of ``level`` holding ``entries``, as parent entries. Over capacity they split evenly,
+        or (``fill``: entries appended at the end) into full nodes and a short last one, so that the
+        leaf every new record lands in, and every commit rewrites, stays small."""
         capacity = self.leaf_capacity if level == 0 else self.inner_capacity
         parts = max(1, -(-len(entries) // capacity))
-        size = -(-len(entries) // parts)
+        size = capacity if fill else -(-len(entries) // parts)
         out = []
         for i in range(0, len(entries), size):
             node = Node(new_node_id(), level, entries[i:i + size])
@@ -191,3 +194,39 @@ def get(load: Loader, root_id: str | None, key: Key) -> Any | None:
     for found, value in scan(load, root_id, key):
         return value if found == key else None
     return None
+
+
+def get_many(load_many: Callable[[list[str]], dict[str, Node]], root_id: str | None,
+             keys: list[Key], *, prefix: bool = False) -> dict[tuple[Any, ...], list[tuple[Key, Any]] | None]:
+    """Many lookups, one level at a time: one ``load_many`` (one round trip) per level.
+
+    Returns, by ``tuple(key)``, the entries found: the entry with that key, or with
+    ``prefix``, the entries whose keys start with it. None where the answer may go on
+    past the leaf the lookup reached (a prefix match at a leaf's end): ``scan`` those.
+    """
+    unique = sorted({tuple(k) for k in keys})
+    found: dict[tuple[Any, ...], list[tuple[Key, Any]] | None] = {k: [] for k in unique}
+    if root_id is None or not unique:
+        return found
+    frontier: dict[str, list[Key]] = {root_id: [list(k) for k in unique]}
+    while frontier:
+        nodes = load_many(list(frontier))
+        following: dict[str, list[Key]] = {}
+        for node_id, wanted in frontier.items():
+            node = nodes[node_id]
+            entry_keys = [e[0] for e in node.entries]
+            for key in wanted:
+                if node.level:
+                    child = node.entries[max(0, bisect.bisect_right(entry_keys, key) - 1)][1]
+                    following.setdefault(child, []).append(key)
+                    continue
+                at = bisect.bisect_left(entry_keys, key)
+                hits = []
+                while at < len(entry_keys) and (entry_keys[at][:len(key)] == key if prefix else entry_keys[at] == key):
+                    hits.append((entry_keys[at], node.entries[at][1]))
+                    at += 1
+                    if not prefix:
+                        break
+                found[tuple(key)] = None if prefix and at == len(entry_keys) else hits
+        frontier = following
+    return found

@@ -92,3 +92,32 @@ def test_a_node_written_and_replaced_in_one_change_is_never_written():
         reachable.add(node.id)
         stack += [e[1] for e in node.entries] if node.level else []
     assert reachable == set(builder.created)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_lookups_at_once_find_what_single_ones_find(seed):
+    from vllmbench.store.tree import get_many
+
+    rng = random.Random(seed)
+    store = Store()
+    items = {(f"run{rng.randrange(300):03d}", stage): rng.random() for _ in range(400) for stage in [rng.randrange(3)]}
+    root, _, _ = store.apply(None, [(list(k), v) for k, v in items.items()], leaf_capacity=5, inner_capacity=4)
+    loads = []
+
+    def load_many(ids):
+        loads.append(len(ids))
+        return {i: store.nodes[i] for i in ids}
+
+    wanted = [[f"run{rng.randrange(300):03d}", rng.randrange(3)] for _ in range(30)]
+    exact = get_many(load_many, root, wanted)
+    for key in wanted:
+        assert [v for _, v in exact[tuple(key)]] == ([items[tuple(key)]] if tuple(key) in items else [])
+    assert loads
+    assert len(loads) == store.load(root).level + 1  # one round trip per level, whatever the number of keys
+    runs = [[f"run{rng.randrange(300):03d}"] for _ in range(20)]
+    by_run = get_many(load_many, root, runs, prefix=True)
+    for run in runs:
+        full = [k for k, _ in scan(store.load, root, run) if k[0] == run[0]]
+        got = by_run[tuple(run)]
+        if got is not None:  # None: the answer may go on past the leaf; the caller scans
+            assert [k for k, _ in got] == full
