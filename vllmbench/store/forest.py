@@ -96,11 +96,15 @@ class Snapshot:
         self.forest = forest
         self.version = version
         self.catalog = catalog
+        self._trees: dict[str, tuple[str | None, int]] = {}
 
     def tree(self, name: str) -> tuple[str | None, int]:
         """(root node id, entries) of the tree ``name``; (None, 0) when it has none yet."""
-        found = tree.get(self.forest.load, self.catalog, [name])
-        return (found[0], found[1]) if found else (None, 0)
+        known = self._trees.get(name)
+        if known is None:
+            found = tree.get(self.forest.load, self.catalog, [name])
+            known = self._trees[name] = (found[0], found[1]) if found else (None, 0)
+        return known
 
     def scan(self, name: str, start: Key | None = None, *, reverse: bool = False,
              inclusive: bool = True) -> Iterator[tuple[Key, Any]]:
@@ -235,7 +239,7 @@ class Forest:
             catalog_items: list[tuple[Key, Any]] = []
             for name in sorted(change.upserts):
                 root, _ = snapshot.tree(name)
-                items = sorted((list(k), v) for k, v in change.upserts[name].items())
+                items = [(list(k), v) for k, v in sorted(change.upserts[name].items(), key=lambda kv: kv[0])]
                 new_root, count = builder.upsert(root, items)
                 catalog_items.append(([name], [new_root, count]))
             catalog, _ = builder.upsert(snapshot.catalog, catalog_items)

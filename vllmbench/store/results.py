@@ -86,10 +86,15 @@ class _StdBatch:
         return new
 
     def stage(self, change: Change, new: list[int]) -> dict[str, Any]:
+        from bson import Binary
+
         for i in new:
             run_id, stage, key, rid, text, t, attrs = self.items[i]
             project, model, harness, tags = attrs
-            value = [rid, *attrs, Packed(text=text)]
+            packed = Packed(text=text)
+            value = [rid, *attrs, packed]
+            # The record alone too, for point reads: a leaf holds 32 and a run needs one.
+            change.insert(L.RECORDS, {"_id": rid, "b": Binary(packed.blob(L.RECORD_DICTIONARY))})
             for name in L.trees_of(L.STD, {"project": project, "model": model, "harness": harness, "tags": tags}):
                 change.put(name, [t, key], value)
             change.put(L.STD_KEY, [run_id, stage], [rid, t, *attrs, self.raw_key])
@@ -106,6 +111,7 @@ class ResultsStore:
         self.db = db
         self.forest = Forest(db, L.PREFIX, zdict=L.RECORD_DICTIONARY)
         self.committer = GroupCommitter(self.forest)
+        self.records = db[L.RECORDS]
         self.raw_data = db[L.RAW_DATA]
         self.samples = db[L.SAMPLES]
         self.samples = db[L.SAMPLES]
@@ -204,12 +210,20 @@ class ResultsStore:
         """The page as JSON text: the stored records are spliced in, never parsed and written again."""
         def read(snap: Snapshot) -> str:
             if query.run_id:
-                found = tree_page(None, query, entries=_run_records(snap, query.run_id))
+                found = tree_page(None, query, entries=self._run_entries_with_records(snap, query.run_id))
             else:
                 found = tree_page(snap, query, base=L.STD)
             return _page_json([value[5].text for _, value in found["entries"]], found["next_cursor"])
 
         return self.forest.read(read)
+
+    def _run_entries_with_records(self, snap: Snapshot, run_id: str) -> list[tuple[list[Any], list[Any]]]:
+        """A run's records as entries of the time tree: ([time_ms, key], [id, attrs..., Packed])."""
+        hits = _run_stages(snap, [run_id])[run_id]
+        blobs = self._fetch_records([value[0] for _, value in hits])
+        return [([value[1], f"{run_id}#{stage}"], [*value[:1], *value[2:6],
+                                                    Packed(blob=blobs[value[0]], zdict=L.RECORD_DICTIONARY)])
+                for (_, stage), value in hits]
 
     def list_raw(self, query: RawQuery) -> dict[str, Any]:
         def read(snap: Snapshot) -> dict[str, Any]:
@@ -229,15 +243,11 @@ class ResultsStore:
 
     def get_standardized_json(self, key: str) -> str:
         """One record (its stored JSON text) by the id POST /standardized_output answered (``run_id#stage``)."""
-        def read(snap: Snapshot) -> Any:
-            parsed = L.parse_key(key)
-            stored = snap.get(L.STD_KEY, list(parsed)) if parsed else None
-            return snap.get(L.STD, [stored[1], key]) if stored else None
-
-        found = self.forest.read(read)
-        if found is None:
+        parsed = L.parse_key(key)
+        stored = self.forest.read(lambda snap: snap.get(L.STD_KEY, list(parsed))) if parsed else None
+        if stored is None:
             raise NotFound(f"no standardized record {key!r} (ids are run_id#stage, as POST /standardized_output answers)")
-        return found[5].text
+        return Packed(blob=self._fetch_records([stored[0]])[stored[0]], zdict=L.RECORD_DICTIONARY).text
 
     def get_raw(self, key: str) -> dict[str, Any]:
         """One raw result, with its data, by the id POST /raw_input answered."""
@@ -251,9 +261,25 @@ class ResultsStore:
 
     def records_of_runs(self, run_ids: list[str]) -> dict[str, list[StandardizedRecord]]:
         """Each run's records by stage, read together (one snapshot, a round trip per tree level)."""
-        entries = self.forest.read(lambda snap: _runs_records(snap, list(dict.fromkeys(run_ids))))
-        return {run_id: [StandardizedRecord.model_validate_json(value[5].text) for _, value in found]
-                for run_id, found in entries.items()}
+        texts = self._record_texts(list(dict.fromkeys(run_ids)))
+        return {run_id: [StandardizedRecord.model_validate_json(t) for t in found] for run_id, found in texts.items()}
+
+    def _record_texts(self, run_ids: list[str], stages: dict[str, Any] | None = None) -> dict[str, list[str]]:
+        if stages is None:
+            stages = self.forest.read(lambda snap: _run_stages(snap, run_ids))
+        rids = [value[0] for hits in stages.values() for _, value in hits]
+        blobs = self._fetch_records(rids)
+        return {run_id: [Packed(blob=blobs[value[0]], zdict=L.RECORD_DICTIONARY).text for _, value in hits]
+                for run_id, hits in stages.items()}
+
+    def _fetch_records(self, rids: list[str]) -> dict[str, bytes]:
+        if not rids:
+            return {}
+        with translate("reading standardized results"):
+            found = {d["_id"]: bytes(d["b"]) for d in self.records.find({"_id": {"$in": list(dict.fromkeys(rids))}})}
+        if len(found) != len(set(rids)):
+            raise RuntimeError("the results index names records that are not stored")
+        return found
 
     def raw_of_run(self, run_id: str) -> list[dict[str, Any]]:
         entries = self.forest.read(lambda snap: _run_entries(snap, L.RAW_RUN, run_id))
@@ -264,12 +290,12 @@ class ResultsStore:
 
     def run_json(self, run_id: str) -> str:
         """A run's raw results (oldest first, with data) and standardized records (by stage), as JSON text."""
-        std, raw = self.forest.read(lambda snap: (_run_records(snap, run_id), _run_entries(snap, L.RAW_RUN, run_id)))
+        stages, raw = self.forest.read(lambda snap: (_run_stages(snap, [run_id]), _run_entries(snap, L.RAW_RUN, run_id)))
+        std = self._record_texts([run_id], stages)[run_id]
         if not std and not raw:
             raise NotFound(f"no results for run {run_id!r}")
         raws = self._data_json([value[5] for _, value in raw])
-        return (f'{{"run_id":{json.dumps(run_id)},"raw":[{",".join(raws)}],'
-                f'"standardized":[{",".join(value[5].text for _, value in std)}]}}')
+        return f'{{"run_id":{json.dumps(run_id)},"raw":[{",".join(raws)}],"standardized":[{",".join(std)}]}}'
 
     def _data_json(self, metas: list[dict[str, Any]]) -> list[str]:
         """Each raw result's metadata with its data spliced in, as JSON text."""
@@ -300,19 +326,10 @@ def _page_json(items: list[str], next_cursor: str | None) -> str:
     return f'{{"items":[{",".join(items)}],"count":{len(items)},"next_cursor":{json.dumps(next_cursor)}}}'
 
 
-def _run_records(snap: Snapshot, run_id: str) -> list[tuple[list[Any], list[Any]]]:
-    """A run's records by stage, as entries of the time tree ([time_ms, key], [id, attrs..., Packed])."""
-    return _runs_records(snap, [run_id])[run_id]
-
-
-def _runs_records(snap: Snapshot, run_ids: list[str]) -> dict[str, list[tuple[list[Any], list[Any]]]]:
-    """Several runs' records, a round trip per tree level for all of them (GET /compare)."""
+def _run_stages(snap: Snapshot, run_ids: list[str]) -> dict[str, list[tuple[list[Any], list[Any]]]]:
+    """Each run's ``std:key`` entries, a round trip per tree level for all of them."""
     by_run = snap.get_many(L.STD_KEY, [[r] for r in run_ids], prefix=True)
-    stages = {r: by_run[(r,)] if by_run[(r,)] is not None else _run_entries(snap, L.STD_KEY, r) for r in run_ids}
-    keys = [[value[1], f"{run_id}#{stage}"] for run_id, hits in stages.items() for (_, stage), value in hits]
-    found = snap.get_many(L.STD, keys)
-    return {run_id: [([value[1], f"{run_id}#{stage}"], found[(value[1], f"{run_id}#{stage}")][0][1])
-                     for (_, stage), value in hits] for run_id, hits in stages.items()}
+    return {r: by_run[(r,)] if by_run[(r,)] is not None else _run_entries(snap, L.STD_KEY, r) for r in run_ids}
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 from vllmbench.models.base import as_utc
 
 PREFIX = "results"               # the trees: results_nodes, results_roots (vllmbench.store.forest)
+RECORDS = "results_records"      # {_id: record id, b}: one record compressed, for point reads (/runs, /compare)
 RAW_DATA = "results_raw_data"    # {_id: raw id, data_json}: a harness's output, read only when asked for
 SAMPLES = "results_samples"      # {_id: chunk id (content hash), raw_id, index, data}
 

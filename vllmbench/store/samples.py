@@ -121,8 +121,19 @@ class RunSamples:
             chunks += [{"raw_id": raw_key, "id": v[0], "requests": v[1]} for v in found]
         return chunks, complete
 
-    def decoded(self, chunk: dict[str, Any], names: tuple[str, ...] | None = None) -> vbs.Samples:
-        return vbs.decode(self.raw_bytes([chunk])[0], names)[1]
+    _decoded: OrderedDict[str, vbs.Samples] = OrderedDict()  # the last chunks paged through, decoded
+    _decoded_lock = threading.Lock()
+
+    def decoded(self, chunk: dict[str, Any]) -> vbs.Samples:
+        with self._decoded_lock:
+            found = self._decoded.get(chunk["id"])
+        if found is None:
+            found = vbs.decode(self.raw_bytes([chunk])[0])[1]
+            with self._decoded_lock:
+                self._decoded[chunk["id"]] = found
+                while len(self._decoded) > 2:
+                    self._decoded.popitem(last=False)
+        return found
 
     def raw_bytes(self, chunks: list[dict[str, Any]]) -> list[bytes]:
         """The chunks' bytes: from the cache, the rest in one round trip."""

@@ -191,8 +191,15 @@ def scan(load: Loader, root_id: str | None, start: Key | None = None, *, reverse
 
 def get(load: Loader, root_id: str | None, key: Key) -> Any | None:
     """The value stored under ``key``, or None."""
-    for found, value in scan(load, root_id, key):
-        return value if found == key else None
+    if root_id is None:
+        return None
+    node = load(root_id)
+    while node.level:
+        index = max(0, bisect.bisect_right(node.entries, key, key=lambda e: e[0]) - 1)
+        node = load(node.entries[index][1])
+    index = bisect.bisect_left(node.entries, key, key=lambda e: e[0])
+    if index < len(node.entries) and node.entries[index][0] == key:
+        return node.entries[index][1]
     return None
 
 
