@@ -21,7 +21,8 @@ from vllmbench.models.base import as_utc
 from vllmbench.models.results import RawInput, StandardizedRecord
 from vllmbench.query import RawQuery, ResultQuery
 from vllmbench.store import results_layout as L
-from vllmbench.store.forest import Change, Forest, Packed, Snapshot, _now
+from vllmbench.store.forest import Change, Forest, Snapshot, _now
+from vllmbench.store.nodes import Packed
 from vllmbench.store.group_commit import GroupCommitter
 from vllmbench.store.mongo import translate
 from vllmbench.store.paging import tree_page
