@@ -148,3 +148,27 @@ def test_cursor_pages_stay_exact_while_records_arrive(results):
     assert {f"page-{i:03d}" for i in range(120)} <= set(ids)
     assert not any(i.endswith("-newer") for i in ids)  # newer than the first page: after the cursor's place
     assert seen == sorted(seen, reverse=True)
+
+
+def test_a_store_far_behind_another_catches_up_in_a_few_reads(mongo_url, database_name):
+    """A process idle while another committed many versions reads the newest one at once
+    (the head hint), not one version after the other."""
+    from vllmbench.models.results import StandardizedRecord
+    from vllmbench.store.mongo import MongoStore
+    from vllmbench.store.results import ResultsStore
+
+    clients = [MongoStore(mongo_url) for _ in range(2)]
+    try:
+        busy, idle = (ResultsStore(c.database(database_name)) for c in clients)
+        idle.insert_standardized([StandardizedRecord.model_validate(record("first"))])
+        for i in range(40):
+            busy.insert_standardized([StandardizedRecord.model_validate(record(f"later-{i}"))])
+        reads = []
+        roots = idle.forest.roots
+        original = roots.find_one
+        idle.forest.roots = type("Counting", (), {"find_one": lambda self, *a, **k: reads.append(a) or original(*a, **k)})()
+        assert idle.forest.snapshot().version == 41
+        assert len(reads) < 15, len(reads)
+    finally:
+        for client in clients:
+            client.close()

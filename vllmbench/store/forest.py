@@ -169,11 +169,18 @@ class Forest:
                 hint = self.roots.find_one({"_id": HEAD})
                 if hint is not None:
                     version = hint["v"] - 1
+            steps = 0
             while True:
                 doc = self.roots.find_one({"_id": version_id(version + 1)}, {"catalog": 1})
                 if doc is None:
                     break
-                version, catalog = version + 1, doc["catalog"]
+                version, catalog, steps = version + 1, doc["catalog"], steps + 1
+                if steps == 8:  # far behind (other processes committed): jump to the hint
+                    hint = self.roots.find_one({"_id": HEAD})
+                    if hint is not None and hint["v"] > version + 1:
+                        found = self.roots.find_one({"_id": version_id(hint["v"])}, {"catalog": 1})
+                        if found is not None:
+                            version, catalog = hint["v"], found["catalog"]
         if version and catalog is None:  # the hint named a version whose root we have not read
             with translate("reading the results index"):
                 doc = self.roots.find_one({"_id": version_id(version)}, {"catalog": 1})
