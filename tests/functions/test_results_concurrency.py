@@ -172,3 +172,34 @@ def test_a_store_far_behind_another_catches_up_in_a_few_reads(mongo_url, databas
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_store_idle_past_the_collection_grace_still_reads_the_newest_version(mongo_url, database_name,
+                                                                                monkeypatch):
+    """Seen at 1M records in the bench: a reader idle while another process committed and
+    collected old roots probed a collected root, found nothing, and answered from its old
+    snapshot (404 for new runs). Past the grace period the cached head is not trusted."""
+    from vllmbench.models.results import StandardizedRecord
+    from vllmbench.store import forest
+    from vllmbench.store.mongo import MongoStore
+    from vllmbench.store.results import ResultsStore
+
+    monkeypatch.setattr(forest, "GC_GRACE_S", 0.3)
+    monkeypatch.setattr(forest, "GC_KEEP_VERSIONS", 2)
+    clients = [MongoStore(mongo_url) for _ in range(2)]
+    try:
+        writer, reader = (ResultsStore(c.database(database_name)) for c in clients)
+        writer.insert_standardized([StandardizedRecord.model_validate(record("old"))])
+        assert reader.records_of_run("old")
+        import time
+
+        for i in range(12):
+            writer.insert_standardized([StandardizedRecord.model_validate(record(f"new-{i}"))])
+            time.sleep(0.05)
+        time.sleep(0.4)
+        writer.insert_standardized([StandardizedRecord.model_validate(record("newest"))])  # collects what is due
+        assert writer.forest.roots.find_one({"_id": forest.version_id(2)}) is None  # collected
+        assert reader.records_of_run("newest") and reader.records_of_run("new-0")
+    finally:
+        for client in clients:
+            client.close()

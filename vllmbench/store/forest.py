@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -123,6 +124,7 @@ class Forest:
         self.roots = db[f"{prefix}_roots"]
         self.cache = cache or NodeCache()
         self._head: tuple[int, str | None] = (0, None)
+        self._head_checked = 0.0  # monotonic time the cached head was last known to be the newest
         self._head_lock = threading.Lock()
         self._gc_done = 0
 
@@ -161,14 +163,20 @@ class Forest:
         return out
 
     def snapshot(self) -> Snapshot:
-        """The newest committed version: the cached head, then a look at the versions after it."""
+        """The newest committed version: the cached head, then a look at the versions after it.
+
+        Roots are collected once they are older than the grace period, so the cached head
+        is trusted only while it was confirmed more recently than that: a process idle for
+        longer starts from the head hint, as a new one does.
+        """
         with self._head_lock:
             version, catalog = self._head
+            stale = time.monotonic() - self._head_checked > GC_GRACE_S / 2
         with translate("reading the results index"):
-            if version == 0:
+            if version == 0 or stale:
                 hint = self.roots.find_one({"_id": HEAD})
-                if hint is not None:
-                    version = hint["v"] - 1
+                if hint is not None and hint["v"] > version:
+                    version, catalog = hint["v"] - 1, None
             steps = 0
             while True:
                 doc = self.roots.find_one({"_id": version_id(version + 1)}, {"catalog": 1})
@@ -181,13 +189,15 @@ class Forest:
                         found = self.roots.find_one({"_id": version_id(hint["v"])}, {"catalog": 1})
                         if found is not None:
                             version, catalog = hint["v"], found["catalog"]
-        if version and catalog is None:  # the hint named a version whose root we have not read
-            with translate("reading the results index"):
+            if version and catalog is None:  # the hint named a version whose root is not there
                 doc = self.roots.find_one({"_id": version_id(version)}, {"catalog": 1})
-            catalog = doc["catalog"] if doc else None
+                if doc is None:
+                    raise RetryableError("the results index's newest version is not readable yet; retry")
+                catalog = doc["catalog"]
         with self._head_lock:
             if version >= self._head[0]:
                 self._head = (version, catalog)
+                self._head_checked = time.monotonic()
         return Snapshot(self, version, catalog)
 
     def read(self, fn: Callable[[Snapshot], T]) -> T:
@@ -228,6 +238,7 @@ class Forest:
                 with self._head_lock:
                     if version > self._head[0]:
                         self._head = (version, catalog)
+                        self._head_checked = time.monotonic()
                 self._after_commit(version)
                 return result, version
             self._delete_nodes(list(builder.created))  # lost the race: nothing refers to them
