@@ -9,9 +9,9 @@ Each column is a little-endian array, byte-shuffled (all first bytes, then all s
 bytes, ...) and zlib-compressed: times of a run are alike, so their high bytes
 compress to almost nothing. Times are integers: microseconds, inter-token gaps in
 units of ``itl_unit_us`` (10 us = 0.01 ms unless the writer chose coarser). Every
-gap's jitter is information: 100,000 requests of 128 tokens take about 8 MB at 10 us
-when gaps jitter by 50 us, 12 MB at 200 us, and about a third of that at 100 us
-(bench_results prints the figures).
+gap's jitter is information: 100,000 requests of 128 tokens take 9.1 MB at 10 us
+when gaps jitter by 50 us, about 12 MB at 200 us, and 3.6 MB at a 100 us unit
+(bench_results prints the first figure).
 
 The percentile of any metric is recomputed from the columns with the definition of
 ``vllmbench.stats`` (numpy's default linear interpolation).
