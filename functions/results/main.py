@@ -12,6 +12,7 @@ from vllmbench.web import Context, FunctionApp, Reply
 
 if TYPE_CHECKING:
     from vllmbench.models.results import RawInput, StandardizedRecord
+    from vllmbench.models.samples import PercentileQuery, RequestsQuery
     from vllmbench.query import PageQuery, RawQuery, ResultQuery
     from vllmbench.store.results import ResultsStore
 
@@ -22,6 +23,8 @@ RECORD_OR_BATCH = "vllmbench.models.results:RecordOrBatch"
 RESULT_QUERY = "vllmbench.query:ResultQuery"
 RAW_QUERY = "vllmbench.query:RawQuery"
 PAGE_QUERY = "vllmbench.query:PageQuery"
+REQUESTS_QUERY = "vllmbench.models.samples:RequestsQuery"
+PERCENTILE_QUERY = "vllmbench.models.samples:PercentileQuery"
 
 app = FunctionApp(
     "results", service="benchmark-results", port=8000, title="benchmark-results",
@@ -44,23 +47,30 @@ def _indexes(ctx: Context) -> None:
 def _store(ctx: Context) -> ResultsStore:
     from vllmbench.store.results import ResultsStore
 
-    return ResultsStore(ctx.db)
+    return ResultsStore.of(ctx.db)
 
 
 def _ingest_raw(ctx: Context, raw: RawInput) -> dict[str, Any]:
     from vllmbench.standardize import to_standardized
 
-    # Convert first: a harness output we know but cannot read is refused before anything is stored.
+    # Convert first: a harness output we know but cannot read is refused before anything is stored;
+    # the raw result and its records are then stored together or not at all.
     records = to_standardized(raw)
-    store = _store(ctx)
-    key, created = store.insert_raw(raw)
-    outcome: dict[str, Any] = {"id": key, "run_id": raw.run_id, "created": created, "standardized": None}
-    if records is not None:
-        outcome["standardized"] = store.insert_standardized(records, raw_id=key)
+    samples = _samples_of(raw)
+    outcome = _store(ctx).insert_raw(raw, records, samples=samples)
+    key, created = outcome["id"], outcome["created"]
     if created:
         ctx.emit(RESULT_INGESTED, {"run_id": raw.run_id, "raw_id": key, "project": raw.project,
                                    "standardized": (outcome["standardized"] or {}).get("ids", [])}, id=f"raw-{key}")
     return outcome
+
+
+def _samples_of(raw: RawInput) -> Any:
+    if raw.harness.name.lower() not in ("vllmbench", "guidellm", "vllm-bench-serve"):
+        return None  # numpy and the extractors load only for harnesses that keep per-request data
+    from vllmbench.standardize.samples import samples_of
+
+    return samples_of(raw)
 
 
 @app.route("POST", "/raw_input", body=RAW_INPUT, status=201, tag="raw", also={200: "the same content was stored already: nothing changed"})
@@ -74,6 +84,12 @@ def post_raw(ctx: Context, body: RawInput) -> Reply:
 def list_raw(ctx: Context, query: RawQuery) -> dict[str, Any]:
     """List raw results (metadata and size; include_data=true adds the outputs): filters, cursor pages."""
     return _store(ctx).list_raw(query)
+
+
+@app.route("GET", "/raw_input/<raw_id>", tag="raw")
+def get_raw(ctx: Context, raw_id: str) -> dict[str, Any]:
+    """One raw result, with its data, by the id POST /raw_input answered."""
+    return _store(ctx).get_raw(raw_id)
 
 
 @app.route("POST", "/standardized_output", body=RECORD_OR_BATCH, status=201, tag="standardized",
@@ -91,16 +107,31 @@ def post_standardized(ctx: Context, body: StandardizedRecord | list[Standardized
     return Reply(outcome, 201 if outcome["stored"] else 200)
 
 
+def _json(text: str) -> Any:
+    """A JSON answer the store wrote as text (stored records spliced in, not parsed and re-encoded)."""
+    import flask
+
+    from vllmbench.logs import scrub
+
+    return flask.Response(scrub(text), mimetype="application/json")
+
+
 @app.route("GET", "/standardized_output", query=RESULT_QUERY, tag="standardized")
-def list_standardized(ctx: Context, query: ResultQuery) -> dict[str, Any]:
+def list_standardized(ctx: Context, query: ResultQuery) -> Any:
     """List standardized records: filter by project, model, run id, harness, tag, time range; cursor pages."""
-    return _store(ctx).list_standardized(query)
+    return _json(_store(ctx).list_standardized_json(query))
+
+
+@app.route("GET", "/standardized_output/<record_id>", tag="standardized")
+def get_standardized(ctx: Context, record_id: str) -> Any:
+    """One standardized record by the id POST /standardized_output answered (run_id#stage, '#' as %23)."""
+    return _json(_store(ctx).get_standardized_json(record_id))
 
 
 @app.route("GET", "/runs/<run_id>", tag="runs")
-def get_run(ctx: Context, run_id: str) -> dict[str, Any]:
+def get_run(ctx: Context, run_id: str) -> Any:
     """A run's raw and standardized results together."""
-    return _store(ctx).run(run_id)
+    return _json(_store(ctx).run_json(run_id))
 
 
 @app.route("GET", "/runs/<run_id>/llmd", tag="runs")
@@ -140,13 +171,13 @@ def compare_runs(ctx: Context) -> dict[str, Any]:
                                details=[{"loc": "query.runs", "msg": f"at most {MAX_COMPARE}", "type": "too_long"}])
     from vllmbench.compare import compare
 
-    store = _store(ctx)
-    return compare([_pick(store, item) for item in wanted])
+    by_run = _store(ctx).records_of_runs([item.partition("@")[0] for item in wanted])
+    return compare([_pick(by_run, item) for item in wanted])
 
 
-def _pick(store: ResultsStore, item: str) -> StandardizedRecord:
+def _pick(by_run: dict[str, list[StandardizedRecord]], item: str) -> StandardizedRecord:
     run_id, _, stage = item.partition("@")
-    records = store.records_of_run(run_id)
+    records = by_run[run_id]
     if not records:
         raise NotFound(f"run {run_id!r} has no standardized records")
     if stage:
@@ -216,6 +247,51 @@ def compare_report(ctx: Context, query: CompareReportQuery) -> flask.Response:
     store = _store(ctx)
     runs = [_report_run(store, item) for item in query.runs]
     return _html(render(runs, labels=query.runs, generated_at=_now()), "vllmbench-comparison.html")
+
+
+# -- per-request samples (docs/results.md) ------------------------------------------------
+@app.route("POST", "/raw_input/<raw_id>/requests", raw_body=True, status=201, tag="samples")
+def post_samples(ctx: Context, raw_id: str, body: bytes) -> Reply:
+    """Attach per-request samples to a raw result: one VBS1 chunk (application/octet-stream) per request."""
+    from vllmbench.store.samples import MAX_CHUNK_BYTES
+
+    if not body:
+        raise UserError("the body is empty; send one VBS1 chunk (docs/results.md) as application/octet-stream")
+    if len(body) > MAX_CHUNK_BYTES:
+        raise UserError(f"a chunk is at most {MAX_CHUNK_BYTES} bytes; split the samples into more chunks")
+    outcome = _store(ctx).attach_samples(raw_id, [body])
+    return Reply(outcome, 201 if any(c["created"] for c in outcome["chunks"]) else 200)
+
+
+@app.route("GET", "/runs/<run_id>/requests", query=REQUESTS_QUERY, tag="samples")
+def get_samples(ctx: Context, run_id: str, query: RequestsQuery) -> Any:
+    """A run's per-request samples: a JSON page (cursor), or every request as a download (format=jsonl or vbs1)."""
+    import flask
+
+    from vllmbench.store.samples import RunSamples
+
+    samples = RunSamples(_store(ctx), run_id)
+    if query.format == "json":
+        return samples.page(query.cursor, query.limit, query.stage)
+    name = f"{run_id}-requests.{query.format}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"', "X-Samples-Complete": str(samples.complete).lower()}
+    if query.format == "jsonl":
+        from vllmbench.logs import scrub
+
+        lines = (scrub(line) for line in samples.jsonl(query.stage))
+        return flask.Response(lines, mimetype="application/x-ndjson", headers=headers)
+    if query.stage is not None:
+        raise UserError("format=vbs1 downloads the stored chunks whole; leave out stage (or use format=jsonl)")
+    return flask.Response(b"".join(samples.raw_bytes(samples.chunks)), mimetype="application/octet-stream",
+                          headers=headers)
+
+
+@app.route("GET", "/runs/<run_id>/percentiles", query=PERCENTILE_QUERY, tag="samples")
+def get_percentiles(ctx: Context, run_id: str, query: PercentileQuery) -> dict[str, Any]:
+    """Any percentile of any metric, recomputed from the run's per-request samples (e.g. ?metric=ttft&p=99.5)."""
+    from vllmbench.store.samples import RunSamples
+
+    return RunSamples(_store(ctx), run_id).percentiles(query.metric, query.p, stage=query.stage, everything=query.all)
 
 
 @app.event(RESULT_RAW, data=RAW_INPUT)

@@ -1,28 +1,39 @@
-"""Results service: ingest rate and listing latency, through the real function over HTTP.
+"""Results service at 10k, 100k (and 1M) standardized records, through the real function over HTTP.
 
     make bench BENCH_ARGS=results
+    BENCH_RESULTS_SIZES=10000,100000,1000000 make bench BENCH_ARGS=results   # the 1M point too
 
-- ingest: 10,000 standardized records posted in batches of 500 to
-  POST /standardized_output; records/s.
-- query: 100,000 records in the store (the first 10,000 posted, the rest written
-  straight through the store adapter to save time), then a filtered listing
-  (project + tag, 50 per page) and the following cursor pages: p50/p95 per page.
+For each size, on one database that grows from one size to the next:
+- ingest: the first 10,000 records posted in batches of 500 to POST /standardized_output
+  (records/s over HTTP); the rest written through the store adapter to save time;
+- listing: each single filter (project, model, harness, tag, time range) and no filter,
+  default sort (newest first), first pages and cursor pages, 50 per page: p50/p95;
+- GET /runs/{id}, GET /standardized_output/{id} and GET /compare of 5 runs: p50/p95;
+- 8 writer + 8 reader threads (10-record batches; readers list pages and read runs):
+  p50/p95 of each, as issue 9 measured it on the first layout;
+- per-request samples: 100,000 requests of 128 tokens uploaded as VBS1 chunks (size,
+  time), a page of them, and percentiles recomputed over all of them.
 
-The function runs under functions-framework (gunicorn) against FerretDB (SQLite) on
-this machine; both share its 2 cores with this client. FerretDB v1 pushes neither
-sort nor (with SQLite) filters down to its backend, so every listing scans the whole
-collection (~90-200 us a document here): the figures measure that scan. Against
-MongoDB (set MONGO_URL) the (time, _id) and (field, time) indexes serve the page.
+Next to each wall-clock figure: the CPU the function's process and FerretDB spent per
+request (psutil), which does not depend on what else the machine runs.
+
+The function runs under functions-framework (gunicorn, 1 worker, its default threads)
+against the embedded FerretDB; both share the machine's 2 cores with this client, and
+with whatever else runs: compare figures of one run, and repeat.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,25 +46,203 @@ from tests.fixtures.records import record  # noqa: E402
 from vllmbench.embedded.ferretdb import FerretDB  # noqa: E402
 from vllmbench.embedded.processes import free_port, http_ok, wait_until  # noqa: E402
 
-INGEST = int(os.environ.get("BENCH_INGEST_RECORDS", "10000"))
-TOTAL = int(os.environ.get("BENCH_QUERY_RECORDS", "100000"))
+SIZES = [int(s) for s in os.environ.get("BENCH_RESULTS_SIZES", "10000,100000").split(",")]
+HTTP_INGEST = int(os.environ.get("BENCH_INGEST_RECORDS", "10000"))
 BATCH = 500
-PROJECTS = 20
+PROJECTS, MODELS, HARNESSES = 20, 7, ("vllmbench", "guidellm", "vllm-bench-serve")
+SPACING_S = 37
+START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+TEMPLATE = record("template")
 
 
 def make(i: int) -> dict:
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=37 * i)
-    tags = ["nightly"] if i % 3 else ["nightly", "regression"]
-    return record(f"bench-{i:06d}", project=f"p{i % PROJECTS}", started=start, tags=tags, ttft=10 + i % 50,
-                  model=f"model-{i % 7}")
+    """Record i: 20 projects, 7 models, 3 harnesses, one in three tagged 'regression', 37 s apart.
+
+    Every statistic is scaled by a factor of its own, so that records differ in their
+    numbers as real ones do (records alike would compress unrealistically well).
+    """
+    rng = random.Random(i)
+    doc = copy.deepcopy(TEMPLATE)
+    for stats in [*doc["results"]["latency"].values(), doc["results"]["trust"]["schedule_delay_ms"]]:
+        factor = rng.uniform(0.5, 2.0)
+        for field in ("mean", "stddev", "min", "p50", "p90", "p95", "p99", "p999", "max"):
+            if field in stats:
+                stats[field] = round(stats[field] * factor, 6)
+    for field in doc["results"]["throughput"]:
+        doc["results"]["throughput"][field] *= rng.uniform(0.9, 1.1)
+    doc["run"].update(run_id=f"bench-{i:07d}", project=f"p{i % PROJECTS}",
+                      started_at=(START + dt.timedelta(seconds=SPACING_S * i)).isoformat(),
+                      ended_at=(START + dt.timedelta(seconds=SPACING_S * i + 60)).isoformat())
+    doc["scenario"]["model"] = f"model-{i % MODELS}"
+    doc["scenario"]["harness"]["name"] = HARNESSES[i % len(HARNESSES)]
+    doc["tags"] = ["nightly"] if i % 3 else ["nightly", "regression"]
+    return doc
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+class Cpu:
+    """CPU seconds of the function's process and of FerretDB, between two marks."""
+
+    def __init__(self, *pids: int) -> None:
+        import psutil
+
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.mark()
+
+    def now(self) -> list[float]:
+        return [sum(p.cpu_times()[:2]) + sum(sum(c.cpu_times()[:2]) for c in p.children(recursive=True))
+                for p in self.processes]
+
+    def mark(self) -> None:
+        self.start = self.now()
+
+    def per(self, n: int) -> str:
+        used = [b - a for a, b in zip(self.start, self.now())]
+        return "CPU/request: function {:.1f} ms, FerretDB {:.1f} ms".format(*(1000 * u / max(n, 1) for u in used))
+
+
+CPU: Cpu | None = None
+
+
+def timed(session: requests.Session, url: str, **params) -> tuple[float, requests.Response]:
+    t0 = time.perf_counter()
+    response = session.get(url, params=params, timeout=120)
+    elapsed = (time.perf_counter() - t0) * 1000
+    response.raise_for_status()
+    return elapsed, response
+
+
+def listing(session: requests.Session, url: str, size: int) -> None:
+    window_from = START + dt.timedelta(seconds=SPACING_S * size // 2)
+    cases = [("project", {"project": "p3"}), ("model", {"model": "model-2"}), ("harness", {"harness": "guidellm"}),
+             ("tag", {"tag": "regression"}),
+             ("time range (1 day)", {"since": window_from.isoformat(), "until": (window_from + dt.timedelta(days=1)).isoformat()}),
+             ("no filter", {}), ("project + tag", {"project": "p3", "tag": "regression"}),
+             ("model, oldest first", {"model": "model-2", "sort": "time"})]
+    for label, params in cases:
+        CPU.mark()
+        pages: list[float] = []
+        for _ in range(3):
+            cursor = None
+            for _ in range(5):  # a first page and cursor pages after it
+                ms, page = timed(session, url + "/standardized_output", limit=50, **params,
+                                 **({"cursor": cursor} if cursor else {}))
+                pages.append(ms)
+                cursor = page.json()["next_cursor"]
+                if not cursor:
+                    break
+        print(f"  list {label:<22} p50 {statistics.median(pages):6.1f} ms  p95 {pct(pages, 95):6.1f} ms"
+              f"  ({len(pages)} pages of 50; {CPU.per(len(pages))})", flush=True)
+
+
+def point_reads(session: requests.Session, url: str, size: int) -> None:
+    rng = random.Random(size)
+    for label, path in [("GET /runs/{id}", lambda: f"/runs/bench-{rng.randrange(size):07d}"),
+                        ("GET /standardized_output/{id}", lambda: f"/standardized_output/bench-{rng.randrange(size):07d}%230"),
+                        ("GET /compare (5 runs)", lambda: "/compare?runs=" + ",".join(
+                            f"bench-{rng.randrange(size):07d}" for _ in range(5)))]:
+        CPU.mark()
+        times = [timed(session, url + path())[0] for _ in range(60)]
+        print(f"  {label:<28} p50 {statistics.median(times):6.1f} ms  p95 {pct(times, 95):6.1f} ms  (60 requests; "
+              f"{CPU.per(60)})", flush=True)
+
+
+def mixed(url: str, size: int, seconds: float = 15.0) -> None:
+    """8 writers posting 10-record batches and 8 readers listing and reading runs, for ``seconds``."""
+    post_ms: list[float] = []
+    get_ms: list[float] = []
+    stop = time.monotonic() + seconds
+    errors: list[str] = []
+
+    def writer(w: int) -> None:
+        session, n = requests.Session(), 0
+        while time.monotonic() < stop:
+            batch = [make(50_000_000 + size * 10 + w * 1_000_000 + n + j) for j in range(10)]
+            n += 10
+            t0 = time.perf_counter()
+            response = session.post(url + "/standardized_output", json=batch, timeout=120)
+            post_ms.append((time.perf_counter() - t0) * 1000)
+            if response.status_code != 201:
+                errors.append(f"POST {response.status_code}")
+
+    def reader(r: int) -> None:
+        session, n = requests.Session(), 0
+        while time.monotonic() < stop:
+            path = (f"/standardized_output?project=p{(r + n) % PROJECTS}&limit=50" if n % 2
+                    else f"/runs/bench-{(r * 7919 + n * 104729) % size:07d}")
+            n += 1
+            t0 = time.perf_counter()
+            response = session.get(url + path, timeout=120)
+            get_ms.append((time.perf_counter() - t0) * 1000)
+            if response.status_code != 200:
+                errors.append(f"GET {response.status_code}")
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    threads += [threading.Thread(target=reader, args=(r,)) for r in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"  8 writers + 8 readers, {seconds:.0f} s: POST (10 records) p50 {statistics.median(post_ms):.0f} ms "
+          f"p95 {pct(post_ms, 95):.0f} ms ({len(post_ms)} posts, {10 * len(post_ms) / seconds:,.0f} records/s); "
+          f"GET p50 {statistics.median(get_ms):.0f} ms p95 {pct(get_ms, 95):.0f} ms ({len(get_ms)} reads); "
+          f"errors: {len(errors)}", flush=True)
+
+
+def samples_bench(session: requests.Session, url: str) -> None:
+    """100,000 requests of 128 tokens (127 gaps each, 5 ms with 50 us jitter and rare stalls) as samples."""
+    import numpy as np
+
+    from vllmbench.samples import Samples, encode_chunks
+
+    rng = np.random.default_rng(7)
+    n, gaps_per = 100_000, 127
+    gaps = 5000 + rng.normal(0, 50, n * gaps_per)
+    stalls = rng.random(n * gaps_per) < 0.002
+    gaps[stalls] += rng.exponential(20_000, int(stalls.sum()))
+    gaps_10us = np.round(np.maximum(gaps, 0) / 10).astype("<i4")
+    scheduled = np.cumsum(rng.exponential(10_000, n)).astype("<i8")
+    ttft = (20_000 + rng.gamma(4, 500, n)).astype("<i8")
+    e2e = ttft + gaps_10us.reshape(n, gaps_per).sum(axis=1) * 10
+    columns = {"stage": np.zeros(n, "<i4"), "index": np.arange(n, dtype="<i4"), "scheduled_us": scheduled,
+               "sent_us": scheduled + rng.integers(20, 200, n), "ttft_us": ttft, "e2e_us": e2e,
+               "cap_wait_us": np.zeros(n, "<i8"), "input_tokens": np.full(n, 128, "<i4"),
+               "output_tokens": np.full(n, 128, "<i4"), "status": np.full(n, 200, "<i2"),
+               "outcome": np.zeros(n, "u1"), "tokens_from": np.ones(n, "u1"), "measured": np.ones(n, "u1"),
+               "itl_count": np.full(n, gaps_per, "<i4"), "itl": gaps_10us}
+    chunks = encode_chunks(Samples(columns, ["ok"], ["unknown", "server"]))
+    raw = {"run_id": "samples-100k", "harness": {"name": "custom"}, "data": {"requests": n}}
+    raw_id = session.post(url + "/raw_input", json=raw, timeout=60).json()["id"]
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        session.post(url + f"/raw_input/{raw_id}/requests", data=chunk, timeout=120,
+                     headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+    print(f"samples: 100,000 requests x 128 tokens = {sum(map(len, chunks)) / 1e6:.1f} MB in {len(chunks)} VBS1 chunks "
+          f"(gaps at 10 us, jitter 50 us); uploaded in {time.perf_counter() - t0:.1f} s", flush=True)
+    for label, params in [("a page of 100 requests", {"limit": 100, "cursor": None}),
+                          ("TTFT p50,p99,p99.9 over 100k", "ttft"), ("ITL p99 over 12.7M gaps", "itl")]:
+        times = []
+        for _ in range(5):
+            if isinstance(params, dict):
+                ms, _ = timed(session, url + "/runs/samples-100k/requests", limit=100)
+            else:
+                ms, got = timed(session, url + "/runs/samples-100k/percentiles", metric=params, p="50,99,99.9")
+            times.append(ms)
+        print(f"  {label:<32} p50 {statistics.median(times):7.1f} ms  max {max(times):7.1f} ms", flush=True)
 
 
 def main() -> None:
+    global CPU
+
     with tempfile.TemporaryDirectory() as tmp:
         external = os.environ.get("MONGO_URL")
         db = None if external else FerretDB(Path(tmp) / "ferretdb", free_port()).start()
         mongo_url = external or db.url
-        print(f"database: {'MONGO_URL' if external else 'FerretDB v1 (SQLite) on this machine'}")
+        print(f"database: {'MONGO_URL' if external else 'FerretDB v1.24 (SQLite, patched _id index) on this machine'}")
         port = free_port()
         env = {**os.environ, "MONGO_URL": mongo_url, "VLLMBENCH_DATABASE": f"bench_results_{os.getpid()}"}
         server = subprocess.Popen([str(Path(sys.executable).parent / "functions-framework"), "--target=handle",
@@ -62,47 +251,44 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until(lambda: http_ok(url + "/ready"), timeout_s=60, what="results function", process=server)
+            CPU = Cpu(server.pid, *([db.process.popen.pid] if db is not None else []))
             session = requests.Session()
+            bodies = [json.dumps([make(i) for i in range(first, min(first + BATCH, HTTP_INGEST))])
+                      for first in range(0, HTTP_INGEST, BATCH)]
             started = time.perf_counter()
-            for first in range(0, INGEST, BATCH):
-                response = session.post(url + "/standardized_output",
-                                        json=[make(i) for i in range(first, min(first + BATCH, INGEST))], timeout=120)
+            for body in bodies:
+                response = session.post(url + "/standardized_output", data=body, timeout=120,
+                                        headers={"Content-Type": "application/json"})
                 response.raise_for_status()
             elapsed = time.perf_counter() - started
-            print(f"ingest: {INGEST} records in batches of {BATCH} over HTTP: {elapsed:.1f} s, "
-                  f"{INGEST / elapsed:,.0f} records/s")
+            print(f"ingest: {HTTP_INGEST:,} records in batches of {BATCH} over HTTP: {elapsed:.1f} s, "
+                  f"{HTTP_INGEST / elapsed:,.0f} records/s ({CPU.per(HTTP_INGEST)} per record)", flush=True)
 
             from vllmbench.models.results import StandardizedRecord
             from vllmbench.store.mongo import MongoStore
             from vllmbench.store.results import ResultsStore
 
-            mongo = MongoStore(mongo_url)
-            store = ResultsStore(mongo.database(env["VLLMBENCH_DATABASE"]))
-            filled = time.perf_counter()
-            for first in range(INGEST, TOTAL, 5000):
-                store.insert_standardized([StandardizedRecord.model_validate(make(i))
-                                           for i in range(first, min(first + 5000, TOTAL))])
-            print(f"fill: {TOTAL - INGEST} more records through the store adapter in {time.perf_counter() - filled:.1f} s")
-
-            for label, params in [("project + tag, newest first", {"project": "p3", "tag": "regression"}),
-                                  ("model, oldest first", {"model": "model-2", "sort": "time"}),
-                                  ("no filter", {})]:
-                pages: list[float] = []
-                for _ in range(2):
-                    cursor = None
-                    for _ in range(3):  # a first page and two cursor pages
-                        query = {**params, "limit": 50, **({"cursor": cursor} if cursor else {})}
-                        t0 = time.perf_counter()
-                        page = session.get(url + "/standardized_output", params=query, timeout=60)
-                        pages.append((time.perf_counter() - t0) * 1000)
-                        page.raise_for_status()
-                        cursor = page.json()["next_cursor"]
-                        if not cursor:
-                            break
-                pages.sort()
-                p95 = pages[min(len(pages) - 1, int(0.95 * len(pages)))]
-                print(f"query over {TOTAL:,} records, {label}, 50 per page: p50 {statistics.median(pages):.1f} ms, "
-                      f"p95 {p95:.1f} ms ({len(pages)} pages)")
+            client = MongoStore(mongo_url)
+            store = ResultsStore(client.database(env["VLLMBENCH_DATABASE"]))
+            have = HTTP_INGEST
+            for size in SIZES:
+                filled = time.perf_counter()
+                CPU.mark()
+                for first in range(have, size, 5000):
+                    store.insert_standardized([StandardizedRecord.model_validate(make(i))
+                                               for i in range(first, min(first + 5000, size))])
+                if size > have:
+                    took = time.perf_counter() - filled
+                    print(f"fill: {size - have:,} more records through the store adapter (batches of 5,000, "
+                          f"validated) in {took:.1f} s ({(size - have) / took:,.0f} records/s; FerretDB "
+                          f"{CPU.per(size - have).split('FerretDB ')[1]} per record)", flush=True)
+                have = max(have, size)
+                print(f"at {size:,} records:", flush=True)
+                listing(session, url, size)
+                point_reads(session, url, size)
+                mixed(url, size)
+            client.close()
+            samples_bench(session, url)
         finally:
             server.terminate()
             server.wait(10)

@@ -1,40 +1,47 @@
-"""Raw and standardized results in the results database."""
+"""Raw and standardized results in the results database (layout: docs/results.md).
+
+Writes are operations committed through a group committer onto a forest of
+copy-on-write trees: a batch is visible whole or not at all, to every reader and
+every process, and a record is never reported stored (201) or unchanged (200) unless
+it is in a committed version. Reads run on one snapshot and touch only what the
+answer holds: index nodes (cached, they never change) and the documents returned.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
-import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from vllmbench.errors import Conflict, NotFound
 from vllmbench.models.base import as_utc
 from vllmbench.models.results import RawInput, StandardizedRecord
-from vllmbench.query import RawQuery, ResultQuery, mongo_filter
+from vllmbench.query import RawQuery, ResultQuery
+from vllmbench.store import results_layout as L
+from vllmbench.store.forest import Change, Forest, Snapshot, _now
+from vllmbench.store.nodes import Packed
+from vllmbench.store.group_commit import GroupCommitter
 from vllmbench.store.mongo import translate
-from vllmbench.store.paging import page
+from vllmbench.store.paging import tree_page
 
-log = logging.getLogger("vllmbench.store.results")
-
-RAW = "raw_inputs"
-STANDARDIZED = "standardized_outputs"
-_LIST_FIELDS = ("project", "model", "run_id", "harness", "tags", "time")
+DEAD_LETTERS = "dead_letters"
 
 
 def ensure_indexes(db: Any) -> None:
-    """Indexes for every filter of the listing routes (idempotent)."""
+    """What the results function needs before its first request (idempotent).
+
+    The results layout reads by ``_id`` only and needs no index of its own; the dead
+    letters are listed by time. Results stored in the layout that came before are
+    moved over once (``vllmbench.store.results_migrate``).
+    """
+    from vllmbench.store.results_migrate import migrate
+
     with translate("creating indexes"):
-        db["dead_letters"].create_index([("time", -1), ("_id", -1)], name="time_id")
-        for name in (RAW, STANDARDIZED):
-            collection = db[name]
-            collection.create_index([("time", -1), ("_id", -1)], name="time_id")
-            for field in ("project", "model", "run_id", "harness", "tags"):
-                collection.create_index([(field, 1), ("time", -1)], name=f"{field}_time")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+        db[DEAD_LETTERS].create_index([("time", -1), ("_id", -1)], name="time_id")
+    migrate(db, ResultsStore.of(db))
 
 
 def raw_id(raw: RawInput) -> str:
@@ -43,129 +50,293 @@ def raw_id(raw: RawInput) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-class ResultsStore:
-    def __init__(self, db: Any) -> None:
-        self.raw = db[RAW]
-        self.standardized = db[STANDARDIZED]
+def content_id(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()[:32]
 
-    # -- raw -----------------------------------------------------------------------
-    def insert_raw(self, raw: RawInput) -> tuple[str, bool]:
-        """Store ``raw``; returns (id, created). The harness output is kept as its exact JSON text."""
-        key = raw_id(raw)
-        now = _now()
-        doc = {
-            "_id": key, "run_id": raw.run_id, "project": raw.project, "model": raw.model,
-            "harness": raw.harness.name, "harness_version": raw.harness.version, "tags": raw.tags,
-            "config_commit": raw.config_commit, "started_at": raw.started_at, "ended_at": raw.ended_at,
-            "time": as_utc(raw.started_at) if raw.started_at else now, "ingested_at": now,
-            "data_json": json.dumps(raw.data, separators=(",", ":")),
-        }
-        from pymongo.errors import DuplicateKeyError
 
-        with translate("storing a raw result"):
-            try:
-                self.raw.insert_one(doc)
-            except DuplicateKeyError:
-                return key, False
-        return key, True
+class _StdBatch:
+    """A standardized batch, prepared outside the commit (canonical JSON, hashes, entries)."""
 
-    def list_raw(self, query: RawQuery) -> dict[str, Any]:
-        shape = _raw_out if query.include_data else (lambda d: _raw_out(d, with_data=False))
-        return page(self.raw, mongo_filter(query), query, shape)
-
-    # -- standardized --------------------------------------------------------------
-    def insert_standardized(self, records: list[StandardizedRecord], *, raw_id: str | None = None) -> dict[str, Any]:
-        """Store a batch all or nothing; records already stored with the same content are skipped.
-
-        A record is identified by run id and stage; one stored with other content is a
-        409 naming it, and nothing of the batch is written. The batch is inserted
-        optimistically and only the keys the database reports as taken are read back:
-        FerretDB v1 scans the whole collection for an ``$in`` read, but inserts and
-        ``_id`` reads are cheap.
-        """
+    def __init__(self, records: list[StandardizedRecord], raw_key: str | None, *,
+                 texts: list[str] | None = None) -> None:
         keys = [r.key() for r in records]
-        dupes = sorted({k for k in keys if keys.count(k) > 1})
-        if dupes:
+        if len(set(keys)) != len(keys):
+            dupes = sorted({k for k in keys if keys.count(k) > 1})
             raise Conflict(f"the batch holds the same run id and stage twice: {', '.join(dupes[:5])}")
-        docs = [self._doc(r, raw_id) for r in records]
-        taken = self._insert_new(docs)
-        by_key = {d["_id"]: d for d in docs}
-        clashing = []
-        with translate("reading standardized results"):
-            for key in taken:
-                stored = self.standardized.find_one({"_id": key}, {"record_json": 1})
-                if stored is None or stored["record_json"] != by_key[key]["record_json"]:
-                    clashing.append(key)
+        self.keys = keys
+        self.raw_key = raw_key
+        self.items = []
+        for i, (record, key) in enumerate(zip(records, keys)):
+            text = texts[i] if texts else record.model_dump_json()
+            attrs = [record.run.project, record.scenario.model, record.scenario.harness.name, list(record.tags)]
+            self.items.append((record.run.run_id, record.run.stage, key, content_id(text), text,
+                               L.to_ms(record.run.started_at), attrs))
+
+    def check(self, change: Change) -> list[int]:
+        """Indexes of the records to store; raises Conflict (nothing staged) on other content."""
+        new, clashing = [], []
+        for i, (run_id, stage, key, rid, _, _, _) in enumerate(self.items):
+            stored = change.get(L.STD_KEY, [run_id, stage])
+            if stored is None:
+                new.append(i)
+            elif stored[0] != rid:
+                clashing.append(key)
         if clashing:
-            self._undo([k for k in keys if k not in taken])
             raise Conflict("records with these run ids and stages are stored already with other content: "
                            + ", ".join(sorted(clashing)[:5]) + " (post a new run id, or the same content again)")
-        return {"stored": len(docs) - len(taken), "unchanged": len(taken), "ids": keys}
+        return new
 
-    def _insert_new(self, docs: list[dict[str, Any]]) -> set[str]:
-        """Insert every document whose key is free; returns the keys that were taken.
+    def stage(self, change: Change, new: list[int]) -> dict[str, Any]:
+        from bson import Binary
 
-        If the database drops mid-batch, the error is a 503 and the client's retry of the
-        same batch completes it: the records already in are recognised as unchanged.
+        for i in new:
+            run_id, stage, key, rid, text, t, attrs = self.items[i]
+            project, model, harness, tags = attrs
+            packed = Packed(text=text)
+            value = [rid, *attrs, packed]
+            # The record alone too, for point reads: a leaf holds 32 and a run needs one.
+            change.insert(L.RECORDS, {"_id": rid, "b": Binary(packed.blob(L.RECORD_DICTIONARY))})
+            for name in L.trees_of(L.STD, {"project": project, "model": model, "harness": harness, "tags": tags}):
+                change.put(name, [t, key], value)
+            change.put(L.STD_KEY, [run_id, stage], [rid, t, *attrs, self.raw_key])
+        return {"stored": len(new), "unchanged": len(self.keys) - len(new), "ids": self.keys}
+
+
+class ResultsStore:
+    """One per database and process (``ResultsStore.of(db)``): it holds the node cache and the committer."""
+
+    _instances: dict[tuple[int, str], "ResultsStore"] = {}
+    _instances_lock = threading.Lock()
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.forest = Forest(db, L.PREFIX, zdict=L.RECORD_DICTIONARY)
+        self.committer = GroupCommitter(self.forest)
+        self.records = db[L.RECORDS]
+        self.raw_data = db[L.RAW_DATA]
+        self.samples = db[L.SAMPLES]
+        self.samples = db[L.SAMPLES]
+
+    @classmethod
+    def of(cls, db: Any) -> "ResultsStore":
+        key = (id(db.client), db.name)
+        with cls._instances_lock:
+            store = cls._instances.get(key)
+            if store is None or store.db.client is not db.client:
+                if len(cls._instances) > 64:
+                    cls._instances.clear()
+                store = cls._instances[key] = cls(db)
+            return store
+
+    def commit(self, op: Callable[[Change], Any]) -> Any:
+        return self.committer.run(op)
+
+    # -- writing -------------------------------------------------------------------
+    def insert_standardized(self, records: list[StandardizedRecord], *, raw_id: str | None = None) -> dict[str, Any]:
+        """Store a batch all or nothing; records already stored with the same content are unchanged.
+
+        A record is identified by run id and stage; one stored with other content is a
+        409 naming it, and nothing of the batch is written.
         """
-        from pymongo.errors import BulkWriteError
-
-        with translate("storing standardized results"):
-            try:
-                self.standardized.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != 11000 for e in errors):
-                    raise
-                return {docs[e["index"]]["_id"] for e in errors}
-        return set()
-
-    def _undo(self, keys: list[str]) -> None:
-        if keys:
-            with translate("undoing a refused batch"):
-                self.standardized.delete_many({"_id": {"$in": keys}})
+        return self.commit(self.standardized_op(records, raw_id=raw_id))
 
     @staticmethod
-    def _doc(record: StandardizedRecord, raw_id: str | None) -> dict[str, Any]:
-        return {
-            "_id": record.key(), "run_id": record.run.run_id, "stage": record.run.stage,
-            "project": record.run.project, "model": record.scenario.model,
-            "harness": record.scenario.harness.name, "tags": record.tags,
-            "time": as_utc(record.run.started_at), "ingested_at": _now(), "raw_id": raw_id,
-            # JSON text, not a sub-document: labels and failure causes may hold keys with
-            # dots, which FerretDB refuses; canonical, so equal content compares equal.
-            "record_json": json.dumps(record.model_dump(mode="json"), sort_keys=True, separators=(",", ":")),
-        }
+    def standardized_op(records: list[StandardizedRecord], *, raw_id: str | None = None,
+                        texts: list[str] | None = None) -> Callable[[Change], dict[str, Any]]:
+        """The commit operation of a batch; ``texts`` keeps records' stored JSON (migration)."""
+        batch = _StdBatch(records, raw_id, texts=texts)
+        return lambda change: batch.stage(change, batch.check(change))
 
+    def insert_raw(self, raw: RawInput, records: list[StandardizedRecord] | None = None, *,
+                   samples: Any = None) -> dict[str, Any]:
+        """Store ``raw``, the records standardized from it and its per-request ``samples``
+        (``vllmbench.samples.Samples``), together or not at all.
+
+        Returns ``{"id", "run_id", "created", "standardized", "samples"}``; the same raw
+        result again is not created twice (its id is a hash of its content).
+        """
+        return self.commit(self.raw_op(raw, records, samples=samples))
+
+    def attach_samples(self, raw_key: str, chunks: list[bytes]) -> dict[str, Any]:
+        """Attach VBS1 chunks to a stored raw result (``vllmbench.store.samples``)."""
+        from vllmbench.store.samples import Chunks
+
+        return self.commit(Chunks(raw_key, chunks).op)
+
+    @staticmethod
+    def raw_op(raw: RawInput, records: list[StandardizedRecord] | None = None, *, key: str | None = None,
+               ingested_at: dt.datetime | None = None, samples: Any = None) -> Callable[[Change], dict[str, Any]]:
+        key = key or raw_id(raw)
+        attach = None
+        if samples is not None and len(samples):
+            from vllmbench.samples import encode_chunks
+            from vllmbench.store.samples import Chunks
+
+            attach = Chunks(key, encode_chunks(samples))
+        data_json = json.dumps(raw.data, separators=(",", ":"))
+        ingested = as_utc(ingested_at) if ingested_at else _now()
+        time = as_utc(raw.started_at) if raw.started_at else ingested
+        meta = {"id": key, "run_id": raw.run_id, "project": raw.project, "model": raw.model,
+                "harness": {"name": raw.harness.name, "version": raw.harness.version}, "tags": list(raw.tags),
+                "config_commit": raw.config_commit, "started_at": _iso(raw.started_at),
+                "ended_at": _iso(raw.ended_at), "ingested_at": _iso(ingested), "size_bytes": len(data_json)}
+        attrs = {"project": raw.project, "model": raw.model, "harness": raw.harness.name, "tags": raw.tags}
+        value = [raw.run_id, *L.entry_attrs(attrs), meta]
+        batch = _StdBatch(records, key) if records else None
+        t, t_in = L.to_ms(time), L.to_ms(ingested)
+
+        def op(change: Change) -> dict[str, Any]:
+            new = batch.check(change) if batch else []
+            chunks = attach.check(change, raw_staged=True) if attach else []
+            created = change.get(L.RAW_ID, [key]) is None
+            if created:
+                change.insert(L.RAW_DATA, {"_id": key, "data_json": data_json})
+                for name in L.trees_of(L.RAW_TIME, attrs):
+                    change.put(name, [t, key], value)
+                change.put(L.RAW_RUN, [raw.run_id, t_in, key], value)
+                change.put(L.RAW_ID, [key], value)
+            standardized = batch.stage(change, new) if batch else None
+            if attach:
+                attach.stage(change, chunks)
+            return {"id": key, "run_id": raw.run_id, "created": created, "standardized": standardized,
+                    "samples": sum(c["requests"] for c in chunks)}
+
+        return op
+
+    # -- reading -------------------------------------------------------------------
     def list_standardized(self, query: ResultQuery) -> dict[str, Any]:
-        return page(self.standardized, mongo_filter(query), query, lambda d: json.loads(d["record_json"]))
+        return json.loads(self.list_standardized_json(query))
+
+    def list_standardized_json(self, query: ResultQuery) -> str:
+        """The page as JSON text: the stored records are spliced in, never parsed and written again."""
+        def read(snap: Snapshot) -> str:
+            if query.run_id:
+                found = tree_page(None, query, entries=self._run_entries_with_records(snap, query.run_id))
+            else:
+                found = tree_page(snap, query, base=L.STD)
+            return _page_json([value[5].text for _, value in found["entries"]], found["next_cursor"])
+
+        return self.forest.read(read)
+
+    def _run_entries_with_records(self, snap: Snapshot, run_id: str) -> list[tuple[list[Any], list[Any]]]:
+        """A run's records as entries of the time tree: ([time_ms, key], [id, attrs..., Packed])."""
+        hits = _run_stages(snap, [run_id])[run_id]
+        blobs = self._fetch_records([value[0] for _, value in hits])
+        return [([value[1], f"{run_id}#{stage}"], [*value[:1], *value[2:6],
+                                                    Packed(blob=blobs[value[0]], zdict=L.RECORD_DICTIONARY)])
+                for (_, stage), value in hits]
+
+    def list_raw(self, query: RawQuery) -> dict[str, Any]:
+        def read(snap: Snapshot) -> dict[str, Any]:
+            if query.run_id:
+                entries = [([_ms_of(v[5]), k[2]], v) for k, v in _run_entries(snap, L.RAW_RUN, query.run_id)]
+                found = tree_page(None, query, entries=entries)
+            else:
+                found = tree_page(snap, query, base=L.RAW_TIME)
+            metas = [value[5] for _, value in found["entries"]]
+            return {"items": self._with_data(metas) if query.include_data else metas,
+                    "count": len(metas), "next_cursor": found["next_cursor"]}
+
+        return self.forest.read(read)
+
+    def get_standardized(self, key: str) -> dict[str, Any]:
+        return json.loads(self.get_standardized_json(key))
+
+    def get_standardized_json(self, key: str) -> str:
+        """One record (its stored JSON text) by the id POST /standardized_output answered (``run_id#stage``)."""
+        parsed = L.parse_key(key)
+        stored = self.forest.read(lambda snap: snap.get(L.STD_KEY, list(parsed))) if parsed else None
+        if stored is None:
+            raise NotFound(f"no standardized record {key!r} (ids are run_id#stage, as POST /standardized_output answers)")
+        return Packed(blob=self._fetch_records([stored[0]])[stored[0]], zdict=L.RECORD_DICTIONARY).text
+
+    def get_raw(self, key: str) -> dict[str, Any]:
+        """One raw result, with its data, by the id POST /raw_input answered."""
+        stored = self.forest.read(lambda snap: snap.get(L.RAW_ID, [key]))
+        if stored is None:
+            raise NotFound(f"no raw result {key!r} (ids are what POST /raw_input answers)")
+        return self._with_data([stored[5]])[0]
 
     def records_of_run(self, run_id: str) -> list[StandardizedRecord]:
+        return self.records_of_runs([run_id])[run_id]
+
+    def records_of_runs(self, run_ids: list[str]) -> dict[str, list[StandardizedRecord]]:
+        """Each run's records by stage, read together (one snapshot, a round trip per tree level)."""
+        texts = self._record_texts(list(dict.fromkeys(run_ids)))
+        return {run_id: [StandardizedRecord.model_validate_json(t) for t in found] for run_id, found in texts.items()}
+
+    def _record_texts(self, run_ids: list[str], stages: dict[str, Any] | None = None) -> dict[str, list[str]]:
+        if stages is None:
+            stages = self.forest.read(lambda snap: _run_stages(snap, run_ids))
+        rids = [value[0] for hits in stages.values() for _, value in hits]
+        blobs = self._fetch_records(rids)
+        return {run_id: [Packed(blob=blobs[value[0]], zdict=L.RECORD_DICTIONARY).text for _, value in hits]
+                for run_id, hits in stages.items()}
+
+    def _fetch_records(self, rids: list[str]) -> dict[str, bytes]:
+        if not rids:
+            return {}
         with translate("reading standardized results"):
-            docs = list(self.standardized.find({"run_id": run_id}).sort([("stage", 1)]))
-        return [StandardizedRecord.model_validate_json(d["record_json"]) for d in docs]
+            found = {d["_id"]: bytes(d["b"]) for d in self.records.find({"_id": {"$in": list(dict.fromkeys(rids))}})}
+        if len(found) != len(set(rids)):
+            raise RuntimeError("the results index names records that are not stored")
+        return found
 
     def raw_of_run(self, run_id: str) -> list[dict[str, Any]]:
-        with translate("reading raw results"):
-            docs = list(self.raw.find({"run_id": run_id}).sort([("ingested_at", 1)]))
-        return [_raw_out(d) for d in docs]
+        entries = self.forest.read(lambda snap: _run_entries(snap, L.RAW_RUN, run_id))
+        return self._with_data([value[5] for _, value in entries])
 
     def run(self, run_id: str) -> dict[str, Any]:
-        standardized = self.records_of_run(run_id)
-        raw = self.raw_of_run(run_id)
-        if not standardized and not raw:
+        return json.loads(self.run_json(run_id))
+
+    def run_json(self, run_id: str) -> str:
+        """A run's raw results (oldest first, with data) and standardized records (by stage), as JSON text."""
+        stages, raw = self.forest.read(lambda snap: (_run_stages(snap, [run_id]), _run_entries(snap, L.RAW_RUN, run_id)))
+        std = self._record_texts([run_id], stages)[run_id]
+        if not std and not raw:
             raise NotFound(f"no results for run {run_id!r}")
-        return {"run_id": run_id, "raw": raw, "standardized": [r.model_dump(mode="json") for r in standardized]}
+        raws = self._data_json([value[5] for _, value in raw])
+        return f'{{"run_id":{json.dumps(run_id)},"raw":[{",".join(raws)}],"standardized":[{",".join(std)}]}}'
+
+    def _data_json(self, metas: list[dict[str, Any]]) -> list[str]:
+        """Each raw result's metadata with its data spliced in, as JSON text."""
+        if not metas:
+            return []
+        ids = list(dict.fromkeys(m["id"] for m in metas))
+        with translate("reading raw results"):
+            docs = {d["_id"]: d["data_json"] for d in self.raw_data.find({"_id": {"$in": ids}})}
+        missing = [i for i in ids if i not in docs]
+        if missing:
+            raise RuntimeError(f"the results index names raw data that is not stored: {missing[0]}")
+        return [json.dumps(meta, separators=(",", ":"))[:-1] + ',"data":' + docs[meta["id"]] + "}" for meta in metas]
+
+    def _with_data(self, metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [json.loads(text) for text in self._data_json(metas)]
 
 
-def _raw_out(doc: dict[str, Any], *, with_data: bool = True) -> dict[str, Any]:
-    out = {
-        "id": doc["_id"], "run_id": doc["run_id"], "project": doc.get("project"), "model": doc.get("model"),
-        "harness": {"name": doc["harness"], "version": doc.get("harness_version")}, "tags": doc.get("tags", []),
-        "config_commit": doc.get("config_commit"),
-        "started_at": doc.get("started_at"), "ended_at": doc.get("ended_at"), "ingested_at": doc.get("ingested_at"),
-        "size_bytes": len(doc["data_json"]),
-    }
-    if with_data:
-        out["data"] = json.loads(doc["data_json"])
+def _run_entries(snap: Snapshot, tree_name: str, run_id: str) -> list[tuple[list[Any], Any]]:
+    out = []
+    for key, value in snap.scan(tree_name, [run_id]):
+        if key[0] != run_id:
+            break
+        out.append((key, value))
     return out
+
+
+def _page_json(items: list[str], next_cursor: str | None) -> str:
+    return f'{{"items":[{",".join(items)}],"count":{len(items)},"next_cursor":{json.dumps(next_cursor)}}}'
+
+
+def _run_stages(snap: Snapshot, run_ids: list[str]) -> dict[str, list[tuple[list[Any], list[Any]]]]:
+    """Each run's ``std:key`` entries, a round trip per tree level for all of them."""
+    by_run = snap.get_many(L.STD_KEY, [[r] for r in run_ids], prefix=True)
+    return {r: by_run[(r,)] if by_run[(r,)] is not None else _run_entries(snap, L.STD_KEY, r) for r in run_ids}
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return as_utc(value).astimezone(dt.timezone.utc).isoformat() if value is not None else None
+
+
+def _ms_of(meta: dict[str, Any]) -> int:
+    """The listing time of a raw result: when its run started, else when it was ingested."""
+    return L.to_ms(dt.datetime.fromisoformat(meta["started_at"] or meta["ingested_at"]))

@@ -37,3 +37,23 @@ def test_a_wrong_token_is_reported_not_swallowed(serve_function, tmp_path):
     results = serve_function("results", api_token=TOKEN)
     with pytest.raises(Exception, match="401"):
         benchmark_simulator(results.url, api_token="wrong-token", out_dir=tmp_path, rate=10.0, duration_s=0.5)
+
+
+def test_a_long_run_sends_its_requests_apart_as_samples(serve_function, tmp_path, monkeypatch):
+    """Past the inline limit the raw report goes without its requests, which follow as VBS1 chunks:
+    the service then holds every request, and re-summarizes them like the client did."""
+    from vllmbench.harness import output
+
+    monkeypatch.setattr(output, "INLINE_LIMIT", 1000)  # a real long run is slow to make; the path is the same
+    results = serve_function("results", api_token=TOKEN)
+    summary = benchmark_simulator(results.url, api_token=TOKEN, out_dir=tmp_path, rate=10.0, duration_s=1.5, project="demo")
+    assert summary["posted"]["samples_chunks"] == 1
+    run = results.get(f"/runs/{summary['run_id']}").json()
+    assert run["raw"][0]["data"]["stages"][0]["requests"] == []
+    assert run["raw"][0]["data"]["stages"][0]["requests_sent_apart"] == 15
+    page = results.get(f"/runs/{summary['run_id']}/requests").json()
+    assert page["total"] == 15 and all(row["outcome"] == "ok" and len(row["itl_ms"]) > 0 for row in page["items"])
+    ttft = run["standardized"][0]["results"]["latency"]["ttft"]
+    again = results.get(f"/runs/{summary['run_id']}/percentiles", params={"metric": "ttft", "p": "50,99"}).json()
+    assert again["percentiles"]["p50"] == pytest.approx(ttft["p50"], abs=1e-3)
+    assert again["percentiles"]["p99"] == pytest.approx(ttft["p99"], abs=1e-3)

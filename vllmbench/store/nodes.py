@@ -1,0 +1,121 @@
+"""Tree nodes as documents, and the cache that keeps them decoded.
+
+A node document is ``{_id, lv, z[, b, bl]}``: its level, its entries' JSON (zlib) and,
+for a leaf of records, the records' compressed bytes back to back (``b``) with their
+lengths (``bl``). docs/results.md, "The layout", has the details.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import zlib
+from collections import OrderedDict
+from typing import Any
+
+from vllmbench.store.tree import Node
+
+
+class NodeCache:
+    """Nodes by id, least recently used out first, up to ``max_bytes`` of their JSON text.
+
+    Nodes never change, so a hit is never stale.
+    """
+
+    def __init__(self, max_bytes: int = 48 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._nodes: OrderedDict[str, tuple[Node, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, node_id: str) -> Node | None:
+        with self._lock:
+            found = self._nodes.get(node_id)
+            if found is None:
+                return None
+            self._nodes.move_to_end(node_id)
+            return found[0]
+
+    def put(self, node: Node, size: int) -> None:
+        with self._lock:
+            old = self._nodes.pop(node.id, None)
+            self._bytes += size - (old[1] if old else 0)
+            self._nodes[node.id] = (node, size)
+            while self._bytes > self.max_bytes and len(self._nodes) > 1:
+                _, (_, dropped) = self._nodes.popitem(last=False)
+                self._bytes -= dropped
+
+
+# A leaf's records (a Packed at the end of an entry's value) are kept beside the
+# entries' JSON, each compressed alone against a preset dictionary: a record is
+# compressed once (when it arrives) however many trees and rewrites hold it, read
+# without JSON escaping, decompressed only when an answer holds it, and still about
+# 5 times smaller than its text (docs/results.md, "Nodes").
+class Packed:
+    """A long text kept compressed against the forest's dictionary; both forms made lazily.
+
+    It also keeps the JSON of the last leaf entry written with it: the same record sits
+    under the same key in every tree that holds it, and in every rewrite of a leaf.
+    """
+
+    __slots__ = ("_text", "_blob", "_zdict", "_entry_key", "_entry_json")
+
+    def __init__(self, *, text: str | None = None, blob: bytes | None = None, zdict: bytes = b"") -> None:
+        self._text, self._blob, self._zdict = text, blob, zdict
+        self._entry_key: Any = None
+        self._entry_json = b""
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            assert self._blob is not None
+            self._text = zlib.decompressobj(zdict=self._zdict).decompress(self._blob).decode()
+        return self._text
+
+    def blob(self, zdict: bytes) -> bytes:
+        if self._blob is None or self._zdict != zdict:
+            packer = zlib.compressobj(1, zdict=zdict)
+            self._blob, self._zdict = packer.compress(self.text.encode()) + packer.flush(), zdict
+        return self._blob
+
+    def entry_json(self, key: Any, value: list[Any]) -> bytes:
+        if self._entry_key != key:
+            self._entry_json = json.dumps([key, [*value[:-1], _BLOB]], separators=(",", ":")).encode()
+            self._entry_key = key
+        return self._entry_json
+
+
+_BLOB = {"$b": 1}  # where a Packed was: the leaf's blobs follow in the order of these marks
+
+
+def encode_node(node: Node, zdict: bytes) -> tuple[dict[str, Any], int]:
+    """``{_id, lv, z[, b, bl]}`` and about how much memory the node takes decoded."""
+    blobs: list[bytes] = []
+    if node.level == 0 and node.entries and isinstance(node.entries[0][1], list) \
+            and node.entries[0][1] and isinstance(node.entries[0][1][-1], Packed):
+        parts = []
+        for key, value in node.entries:
+            packed = value[-1]
+            blobs.append(packed.blob(zdict))
+            parts.append(packed.entry_json(key, value))
+        head = b"[" + b",".join(parts) + b"]"
+    else:
+        head = json.dumps(node.entries, separators=(",", ":")).encode()
+    doc: dict[str, Any] = {"_id": node.id, "lv": node.level, "z": zlib.compress(head, 1)}
+    if blobs:
+        doc["b"], doc["bl"] = b"".join(blobs), [len(b) for b in blobs]
+    return doc, 2 * len(head) + sum(len(b) for b in blobs)
+
+
+def decode_node(doc: dict[str, Any], zdict: bytes) -> tuple[Node, int]:
+    head = zlib.decompress(doc["z"])
+    entries = json.loads(head)
+    size = 2 * len(head)
+    if doc.get("bl"):
+        data, at = doc["b"], 0
+        for entry, length in zip(entries, doc["bl"]):
+            packed = Packed(blob=data[at:at + length], zdict=zdict)
+            at += length
+            entry[1][-1] = packed
+        size += at
+    return Node(doc["_id"], doc["lv"], entries), size
