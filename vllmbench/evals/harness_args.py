@@ -139,9 +139,12 @@ def vllm_bench_args(profile: dict[str, Any], *, base_url: str, model: str) -> li
         args += ["--request-rate=inf", f"--max-concurrency={stage['concurrency']}"]
     args += [f"--num-prompts={count}", "--percentile-metrics=ttft,tpot,itl,e2el",
              "--metric-percentiles=50,90,95,99,99.9"]
-    goodput = [f"{name}:{value:g}" for name, value in (
-        ("ttft", (profile.get("slo") or {}).get("ttft_ms")), ("tpot", (profile.get("slo") or {}).get("tpot_ms")),
-        ("e2el", (profile.get("slo") or {}).get("e2e_ms"))) if value is not None]
+    slo = profile.get("slo") or {}
+    if slo.get("itl_ms") is not None:
+        raise ValueError("vllm bench serve's goodput has no ITL SLO (only ttft, tpot, e2el): drop slo.itl_ms "
+                         "or use the vllmbench template")
+    goodput = [f"{name}:{slo[key]:g}" for name, key in (("ttft", "ttft_ms"), ("tpot", "tpot_ms"), ("e2el", "e2e_ms"))
+               if slo.get(key) is not None]
     if goodput:
         args += ["--goodput", *goodput]
     return args + ["--disable-tqdm"]

@@ -102,16 +102,16 @@ def from_raw(raw: RawInput) -> list[StandardizedRecord]:
     except (TypeError, ValueError):
         duration = None
     duration = duration if duration is not None and 0 <= duration < float("inf") else None
-    tasks = ",".join(accuracy)
+    tasks = ",".join(sorted(accuracy))
     labels = {"source_format": "lm-eval-results-json",
               "requests": "samples evaluated: lm-eval reports no HTTP requests, and a request failing for good fails "
                           "the run"}
     shots = data.get("n-shot") or {}
     if isinstance(shots, dict) and shots:
-        labels["n_shot"] = ",".join(f"{t}={n}" for t, n in shots.items())[:1000]
+        labels["n_shot"] = ",".join(f"{t}={n}" for t, n in sorted(shots.items()))[:1000]
     versions = data.get("versions") or {}
     if isinstance(versions, dict) and versions:
-        labels["task_versions"] = ",".join(f"{t}={v}" for t, v in versions.items())[:1000]
+        labels["task_versions"] = ",".join(f"{t}={v}" for t, v in sorted(versions.items()))[:1000]
     if config.get("limit") is not None:
         labels["limit"] = f"{config['limit']} samples per task (lm-eval --limit): not a full evaluation"
     if skipped:
