@@ -52,6 +52,10 @@ def test_the_newest_match_of_a_glob_is_posted(results, tmp_path):
     assert proc.returncode == 0, proc.stderr
     [stored] = results.get("/runs/acc-1").json()["standardized"]
     assert set(stored["results"]["accuracy"]) == {"vb_hi", "vb_bye"}
+    # an accuracy record (no throughput) is listed, exported and compared like any other
+    assert results.get("/standardized_output?harness=lm-eval").json()["count"] == 1
+    assert results.get("/runs/acc-1/llmd").status_code == 200
+    assert results.get("/compare?runs=acc-1,acc-1").status_code == 200
 
 
 def test_a_refusal_fails_at_once_with_the_services_message(results, tmp_path):
