@@ -57,7 +57,11 @@ def _guidellm_lengths(name: str, dist: dict[str, Any] | None) -> dict[str, int]:
 
 
 def guidellm_args(profile: dict[str, Any], *, target: str, model: str) -> list[str]:
-    """``guidellm run`` options (0.8, ``kind=...`` objects passed as JSON) for a profile, output aside."""
+    """``guidellm run`` options (0.8.1, ``kind=...`` objects passed as JSON) for a profile, output aside.
+
+    A sweep's rates go in one profile (``rate: [...]``, which 0.8.1 still takes with a deprecation
+    warning for ``--override profile.rate``).
+    """
     stages = _stages(profile, "GuideLLM")
     first = stages[0]
     _synthetic_only(first, "guidellm")
@@ -84,10 +88,20 @@ def guidellm_args(profile: dict[str, Any], *, target: str, model: str) -> list[s
                "stream": first.get("streaming", True) is not False}
     data = {"kind": "synthetic_text", **_guidellm_lengths("prompt_tokens", first.get("input_tokens")),
             **_guidellm_lengths("output_tokens", first.get("output_tokens"))}
+    # sample_size 0: no prompt and output texts in the report (~3.7 KB a request), every request's timings kept
+    metrics: dict[str, Any] = {"kind": "generative", "sample_size": 0}
+    slo = profile.get("slo") or {}
+    if slo.get("itl_ms") is not None:
+        raise ValueError("GuideLLM's goodput has no every-gap ITL SLO (only ttft, tpot, e2e): drop slo.itl_ms "
+                         "or use the vllmbench template")
+    objectives = {theirs: slo[ours] for ours, theirs in (("ttft_ms", "ttft_ms"), ("tpot_ms", "tpot_ms"),
+                                                          ("e2e_ms", "e2el_ms")) if slo.get(ours) is not None}
+    if objectives:
+        metrics["slo"] = objectives
     args = ["run", "--backend", _json(backend), "--profile", _json(run)]
     for constraint in constraints:
         args += ["--constraint", _json(constraint)]
-    return args + ["--data", _json(data), "--disable-console-interactive"]
+    return args + ["--data", _json(data), "--metrics", _json(metrics), "--disable-console-interactive"]
 
 
 def _vllm_lengths(stage: dict[str, Any]) -> list[str]:

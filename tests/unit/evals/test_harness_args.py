@@ -37,6 +37,13 @@ def test_guidellm_rate_sweep_is_one_run_with_every_rate_and_the_profile_lengths(
                                   "request_format": "/v1/completions", "stream": True}]
     assert opts["--data"] == [{"kind": "synthetic_text", "prompt_tokens": 512, "prompt_tokens_stdev": 64,
                                "prompt_tokens_min": 256, "prompt_tokens_max": 768, "output_tokens": 64}]
+    assert opts["--metrics"] == [{"kind": "generative", "sample_size": 0}]  # no texts in the report
+
+
+def test_guidellm_goodput_from_the_profile_slos():
+    _, opts = _guidellm(slo={"ttft_ms": 200, "tpot_ms": 20, "e2e_ms": 5000})
+    assert opts["--metrics"] == [{"kind": "generative", "sample_size": 0,
+                                  "slo": {"ttft_ms": 200.0, "tpot_ms": 20.0, "e2el_ms": 5000.0}}]
 
 
 def test_guidellm_concurrency_chat_without_streaming_by_request_count_with_warmup():
@@ -68,6 +75,7 @@ def test_guidellm_without_duration_or_count_runs_thirty_seconds_as_vllmbench_run
     ({"load": {"mode": "rate", "rate_rps": 5}, "sweep": [{"mode": "concurrency", "concurrency": 2}]}, "cannot mix"),
     ({"load": {"mode": "rate", "rate_rps": 5, "dataset": "sharegpt"}}, "synthetic prompts only"),
     ({"load": {"mode": "rate", "rate_rps": 5, "input_tokens": {"kind": "dataset", "mean": 10}}}, "no 'dataset'"),
+    ({"load": {"mode": "rate", "rate_rps": 5}, "slo": {"itl_ms": 20}}, "no every-gap ITL SLO"),
 ])
 def test_guidellm_refuses_what_it_cannot_run(spec, message):
     with pytest.raises(ValueError, match=message):
