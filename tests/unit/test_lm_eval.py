@@ -114,3 +114,16 @@ def test_a_latency_record_may_carry_accuracy_too():
     rec = StandardizedRecord.model_validate(_with_results(accuracy={"gsm8k": {"exact_match,strict-match": {
         "value": 0.71, "stderr": 0.012, "samples": 1319, "higher_is_better": True}}}))
     assert rec.results.throughput is not None and rec.results.accuracy["gsm8k"]["exact_match,strict-match"].samples == 1319
+
+
+def test_the_html_report_of_an_accuracy_run_shows_its_accuracy():
+    from vllmbench.report import compare_report, run_data, run_report
+
+    [rec] = _convert()
+    html = run_report(run_data("acc-1", [rec]), generated_at="now")
+    assert '<section id="accuracy">' in html
+    assert "<td>vb_hi</td><td>exact_match,first-word</td><td>0.6 ± 0.245</td><td>5</td>" in html
+    both = compare_report([run_data("acc-1", [rec]), run_data("acc-1", [rec])], labels=["a", "b"], generated_at="now")
+    assert both.count("<td>vb_bye</td><td>exact_match</td><td>0.25 ± 0.25</td>") == 2
+    latency = StandardizedRecord.model_validate(record("lat-1"))
+    assert '<section id="accuracy">' not in run_report(run_data("lat-1", [latency]), generated_at="now")

@@ -56,6 +56,8 @@ def test_the_newest_match_of_a_glob_is_posted(results, tmp_path):
     assert results.get("/standardized_output?harness=lm-eval").json()["count"] == 1
     assert results.get("/runs/acc-1/llmd").status_code == 200
     assert results.get("/compare?runs=acc-1,acc-1").status_code == 200
+    page = results.get("/runs/acc-1/report")
+    assert page.status_code == 200 and "exact_match,first-word" in page.text
 
 
 def test_a_refusal_fails_at_once_with_the_services_message(results, tmp_path):
