@@ -19,9 +19,9 @@ so a typo is an error instead of a silently ignored setting.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from vllmbench.errors import ValidationFailed
 from vllmbench.models.base import Open, Strict
@@ -67,8 +67,33 @@ class VerdictPolicy(Strict):
         "throughput, goodput, accuracy); tails (p99) are noisier and want more repeats.")
 
 
+class AccuracySpec(Strict):
+    """A profile's ``accuracy`` section: the lm-evaluation-harness tasks the ``lm-eval`` template runs."""
+
+    tasks: list[str] = Field(min_length=1, max_length=100,
+                             description="lm-eval task or group names, e.g. gsm8k, or tasks under include_path.")
+    num_fewshot: int | None = Field(None, ge=0, le=100, description="Few-shot examples; default: each task's.")
+    limit: int | None = Field(None, ge=1, description="Samples per task; default: every sample.")
+    tokenizer_backend: Literal["none", "remote", "huggingface"] = Field(
+        "none", description="none for generate-only tasks; remote (the server's /tokenize) or huggingface "
+                            "for loglikelihood tasks (acc, acc_norm).")
+    concurrency: int | None = Field(None, ge=1, le=1024, description="Requests in flight; default: the "
+                                    "load's concurrency (1 for a rate load).")
+    max_gen_toks: int | None = Field(None, ge=1, description="Output tokens per generation; default lm-eval's 256.")
+    include_path: str | None = Field(None, max_length=500, description="Folder of custom task YAMLs in the harness "
+                                     "container (an image or volume of yours).")
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, value: list[str]) -> list[str]:
+        for task in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}", task):
+                raise ValueError(f"task {task!r}: letters, digits, '_', '.', ':' and '-' only")
+        return value
+
+
 class BenchmarkSpec(Strict):
-    """``benchmarks/<name>.yaml``: one benchmark profile (load, dataset, SLOs).
+    """``benchmarks/<name>.yaml``: one benchmark profile (load, dataset, SLOs, accuracy tasks).
 
     The dataset is ``load.dataset`` (``synthetic``, ``sharegpt`` or a file name), as in
     the standardized result, so that a result shows the profile it ran.
@@ -85,6 +110,7 @@ class BenchmarkSpec(Strict):
     repeat: int = Field(1, ge=1, le=100)
     tags: list[str] = Field(default_factory=list)
     verdict: VerdictPolicy | None = Field(None, description="Threshold of the evaluations' verdicts.")
+    accuracy: AccuracySpec | None = Field(None, description="Tasks of the lm-eval template (accuracy runs).")
 
 
 class _Metadata(Open):

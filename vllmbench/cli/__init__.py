@@ -8,7 +8,7 @@ import importlib
 import typer
 
 # Modules under vllmbench.cli that add commands.
-COMMAND_MODULES = ["up", "run", "simulate", "results", "report"]
+COMMAND_MODULES = ["up", "run", "simulate", "results", "report", "post_raw"]
 
 
 def build_app() -> typer.Typer:

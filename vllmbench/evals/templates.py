@@ -17,7 +17,8 @@ The ``job`` text is rendered in Jinja2's sandbox (no attribute access to Python
 internals, no imports) with ``StrictUndefined``: a missing value is an error that
 names it and the line (``projects/demo/templates/x.yaml:14``). The context is
 :func:`context`'s; helpers: ``vllmbench_args(profile)`` (the ``vllmbench run`` flags of
-a benchmark profile), ``tojson``, ``quote`` (a YAML-safe string), ``shell_quote``.
+a benchmark profile), those of the other harnesses in :mod:`vllmbench.evals.harness_args`,
+``tojson``, ``quote`` (a YAML-safe string), ``shell_quote``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import yaml
 
 from vllmbench.errors import ValidationFailed
+from vllmbench.evals.harness_args import HELPERS
 
 _FIELDS = {"name", "description", "harness", "job", "max_rate_per_pod", "labels"}
 HARNESSES = ("vllmbench", "guidellm", "vllm-bench-serve", "lm-eval")
@@ -159,6 +161,7 @@ def render(template: Template, values: dict[str, Any]) -> dict[str, Any]:
     env.filters["shell_quote"] = lambda v: shlex.quote(str(v))
     env.filters["format_tag"] = lambda v: f"--tag={v}"
     env.globals["vllmbench_args"] = vllmbench_args
+    env.globals.update(HELPERS)  # guidellm_args, vllm_bench_args, lm_eval_args
     try:
         from jinja2 import meta
 

@@ -209,15 +209,47 @@ class Trust(Strict):
     reasons: list[str] = Field(default_factory=list)
 
 
+class AccuracyMetric(Strict):
+    """One accuracy metric of one task, as the harness computed it (lm-eval's acc, exact_match, ...)."""
+
+    value: float
+    stderr: float | None = Field(None, ge=0, description="Standard error of value; None when not reported.")
+    samples: int | None = Field(None, ge=0, description="Samples (documents) the metric was computed over.")
+    higher_is_better: bool | None = Field(None, description="As the task defines it; None when not stated.")
+
+
 class Results(Strict):
     requests: RequestCounts
-    throughput: Throughput
+    # Optional only for an accuracy-only record (an accuracy harness measures no throughput).
+    throughput: Throughput | None = None
     latency: Latency = Field(default_factory=Latency)
     input_tokens: Stats | None = None
     output_tokens: Stats | None = None
     token_counts_from: Literal["server", "local", "mixed", "unknown"] = "unknown"
     goodput: Goodput | None = None
     trust: Trust | None = None
+    accuracy: dict[str, dict[str, AccuracyMetric]] | None = Field(
+        None, max_length=1000,
+        description="Per task, per metric (e.g. 'acc', 'exact_match,strict-match'): value, stderr, samples.",
+    )
+
+    @field_validator("accuracy")
+    @classmethod
+    def _accuracy_names(cls, value: dict[str, dict[str, AccuracyMetric]] | None) -> Any:
+        for task, metrics in (value or {}).items():
+            if not task or len(task) > 200:
+                raise ValueError("each task name is 1 to 200 characters")
+            if not metrics:
+                raise ValueError(f"task {task!r} has no metrics")
+            if any(not metric or len(metric) > 200 for metric in metrics):
+                raise ValueError(f"task {task!r}: each metric name is 1 to 200 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _throughput_or_accuracy(self) -> "Results":
+        if self.throughput is None and not self.accuracy:
+            raise ValueError("throughput is required (only an accuracy-only record, with accuracy, may leave it out)")
+        return self
 
 
 class StandardizedRecord(Strict):

@@ -8,7 +8,7 @@ from html import escape
 from vllmbench.report import charts, pareto, sidebyside, trustcharts
 from vllmbench.report.charts import Curve
 from vllmbench.report.data import RunData
-from vllmbench.report.page import page, scenario_table, summary_table, trust_banner
+from vllmbench.report.page import accuracy_table, page, scenario_table, summary_table, trust_banner
 
 DOCS = "docs/report.md and docs/loadgen.md (definitions) in the vllmbench repository"
 
@@ -37,6 +37,7 @@ def run_report(run: RunData, *, generated_at: str) -> str:
          + (f'<p class="note">{len(run.records)} stages; the load of each is in the summary.</p>'
             if len(run.records) > 1 else "")),
         ("summary", "Summary", summary_table(labelled)),
+        *([("accuracy", "Accuracy", accuracy_table(labelled))] if accuracy_table(labelled) else []),
         ("latency", "Latency against throughput", _grid(charts.latency_vs_throughput([curve]))),
         ("distributions", "Distributions", _grid(charts.distributions([curve]))),
         ("goodput", "Goodput", _grid(charts.goodput_vs_load([curve]))),
@@ -62,6 +63,7 @@ def compare_report(runs: Sequence[RunData], *, labels: Sequence[str] | None = No
         ("scenario", "Scenarios", scenario_table([(label, run.records[0]) for label, run in zip(labels, runs)])),
         ("sidebyside", "Side by side", sidebyside.tables(labels, [run.records for run in runs], verdicts)),
         ("summary", "Summary", summary_table(labelled)),
+        *([("accuracy", "Accuracy", accuracy_table(labelled))] if accuracy_table(labelled) else []),
         ("latency", "Latency against throughput", _grid(charts.latency_vs_throughput(curves))),
         ("pareto", "Pareto front", _grid(pareto.pareto(curves))),
         ("goodput", "Goodput", _grid(charts.goodput_vs_load(curves))),

@@ -84,7 +84,7 @@ def latency_vs_throughput(curves: Sequence[Curve]) -> list[str]:
                 for r in curve.records:
                     stats = getattr(r.results.latency, name)
                     value = getattr(stats, fig, None) if stats else None
-                    if value is None:
+                    if value is None or r.results.throughput is None:
                         continue
                     x = r.results.throughput.requests_per_s
                     points.append((x, value))
@@ -200,7 +200,7 @@ def goodput_vs_load(curves: Sequence[Curve]) -> list[str]:
     series, keys = [], []
     for curve in curves:
         rows = []
-        for r in curve.records:
+        for r in (r for r in curve.records if r.results.throughput is not None):  # not accuracy-only records
             load = r.scenario.load
             x = {"rate": load.rate_rps, "concurrency": load.concurrency}.get(kind, r.results.throughput.requests_per_s)
             rows.append((float(x or 0), r))

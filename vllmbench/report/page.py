@@ -137,9 +137,26 @@ def summary_table(rows: Sequence[tuple[str, StandardizedRecord]]) -> str:
                  '<span class="badge ok">ok</span>' if res.trust else "-")
         body.append(f'<tr{" class=untrustworthy" if bad else ""}><td>{escape(label)}</td><td>{escape(_load(r))}</td>'
                     f"<td>{res.requests.succeeded} / {res.requests.total}</td>"
-                    f"<td>{fmt(res.throughput.requests_per_s)}</td><td>{fmt(res.throughput.output_tokens_per_s)}</td>"
-                    f"<td>{_pair(lat.ttft)}</td><td>{_pair(lat.itl)}</td><td>{_pair(lat.tpot)}</td>"
+                    + (f"<td>{fmt(res.throughput.requests_per_s)}</td><td>{fmt(res.throughput.output_tokens_per_s)}</td>"
+                       if res.throughput else "<td>-</td><td>-</td>")  # an accuracy-only record has none
+                    + f"<td>{_pair(lat.ttft)}</td><td>{_pair(lat.itl)}</td><td>{_pair(lat.tpot)}</td>"
                     f"<td>{_pair(lat.e2e)}</td><td>{good}</td><td>{trust}</td></tr>")
+    return fold(f'<div class="scroll"><table class="data"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+                "</div>", len(body))
+
+
+def accuracy_table(rows: Sequence[tuple[str, StandardizedRecord]]) -> str:
+    """Accuracy per task and metric (lm-eval), or "" when no record has any."""
+    body = []
+    for label, r in rows:
+        for task, metrics in (r.results.accuracy or {}).items():
+            for name, m in metrics.items():
+                stderr = f" ± {fmt(m.stderr)}" if m.stderr is not None else ""
+                body.append(f"<tr><td>{escape(label)}</td><td>{escape(task)}</td><td>{escape(name)}</td>"
+                            f"<td>{fmt(m.value)}{stderr}</td><td>{'-' if m.samples is None else m.samples}</td></tr>")
+    if not body:
+        return ""
+    head = "<tr><th>run</th><th>task</th><th>metric</th><th>value ± stderr</th><th>samples</th></tr>"
     return fold(f'<div class="scroll"><table class="data"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
                 "</div>", len(body))
 

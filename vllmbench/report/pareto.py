@@ -39,7 +39,7 @@ def pareto(curves: Sequence[Curve]) -> list[str]:
             for r in curve.records:
                 stats = getattr(r.results.latency, name)
                 value = getattr(stats, fig, None) if stats else None
-                if value is not None:
+                if value is not None and r.results.throughput is not None:
                     rows.append((curve, r, r.results.throughput.output_tokens_per_s, value))
         if not rows:
             continue

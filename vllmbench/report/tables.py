@@ -32,12 +32,17 @@ def listing(records: list[StandardizedRecord]) -> Table:
     for r in records:
         lat = r.results.latency
         table.add_row(r.run.started_at.strftime("%Y-%m-%d %H:%M"), r.run.run_id, str(r.run.stage), r.run.project or "-",
-                      r.scenario.model, r.scenario.harness.name, load_label(r), fmt(r.results.throughput.requests_per_s),
-                      fmt(r.results.throughput.output_tokens_per_s), f"{_p(lat.ttft, 'p50')}/{_p(lat.ttft, 'p99')}",
+                      r.scenario.model, r.scenario.harness.name, load_label(r), *_rates(r),
+                      f"{_p(lat.ttft, 'p50')}/{_p(lat.ttft, 'p99')}",
                       _p(lat.e2e, "p99"), _trust(r))
     if not records:
         table.caption = "no records match"
     return table
+
+
+def _rates(record: StandardizedRecord) -> tuple[str, str]:
+    rate = record.results.throughput  # an accuracy-only record has none
+    return (fmt(rate.requests_per_s), fmt(rate.output_tokens_per_s)) if rate else ("-", "-")
 
 
 def scenario(record: StandardizedRecord) -> Table:

@@ -8,6 +8,7 @@ modules, imported only when a raw input of their harness arrives:
 - ``guidellm``           GuideLLM's JSON report
 - ``vllm-bench-serve``   ``vllm bench serve --save-result`` JSON
 - ``llm-d``              an llm-d Benchmark Report v0.2
+- ``lm-eval``            lm-evaluation-harness's ``results_<date>.json`` (accuracy)
 
 A harness with no converter is stored raw only (``None``).
 """
@@ -27,6 +28,7 @@ CONVERTERS: dict[str, str] = {
     "vllmbench": "vllmbench.standardize.ours:from_raw",
     "guidellm": "vllmbench.standardize.guidellm:from_raw",
     "vllm-bench-serve": "vllmbench.standardize.vllm_bench:from_raw",
+    "lm-eval": "vllmbench.standardize.lm_eval:from_raw",
 }
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from vllmbench.errors import ValidationFailed
 from vllmbench.models.results import (
-    Harness, Latency, LoadProfile, RawInput, RequestCounts, Results, RunInfo, Scenario, StandardizedRecord,
-    Stats, Throughput,
+    Goodput, Harness, Latency, LoadProfile, RawInput, RequestCounts, Results, RunInfo, Scenario, Slo,
+    StandardizedRecord, Stats, Throughput,
 )
 from vllmbench.standardize._common import number, stats_from, utc_from_unix
 
@@ -70,6 +70,17 @@ def _load(strategy: dict[str, Any], metrics: dict[str, Any]) -> LoadProfile:
                            "concurrent, throughput")
 
 
+def _goodput(config: dict[str, Any], metrics: dict[str, Any]) -> Goodput | None:
+    """GuideLLM 0.8's goodput (``--metrics`` with an ``slo``): attainment over the requests it could judge."""
+    slo, attainment = config.get("slo") or {}, metrics.get("slo_attainment")
+    if not isinstance(attainment, (int, float)) or not isinstance(slo, dict):
+        return None
+    judged = int(metrics.get("slo_determined_requests") or 0)
+    return Goodput(slo=Slo(ttft_ms=slo.get("ttft_ms"), tpot_ms=slo.get("tpot_ms"), e2e_ms=slo.get("e2el_ms")),
+                   good_requests=round(attainment * judged), requests_per_s=_mean(metrics, "request_goodput"),
+                   fraction=min(1.0, max(0.0, float(attainment))))
+
+
 def _benchmark(raw: RawInput, index: int, bench: dict[str, Any], model: str, version: str | None) -> StandardizedRecord:
     metrics = bench.get("metrics")
     config = bench.get("config") or {}
@@ -105,6 +116,7 @@ def _benchmark(raw: RawInput, index: int, bench: dict[str, Any], model: str, ver
             input_tokens=_dist(metrics, "prompt_token_count", units="tokens"),
             output_tokens=_dist(metrics, "output_token_count", units="tokens"),
             token_counts_from="unknown",
+            goodput=_goodput(config, metrics),
         ),
         tags=list(raw.tags),
         labels={"source_format": "guidellm-benchmarks-json", "itl": "not reported (GuideLLM averages per request)"},
@@ -118,7 +130,9 @@ def from_raw(raw: RawInput) -> list[StandardizedRecord]:
         raise ValidationFailed("GuideLLM report needs a non-empty 'benchmarks' list (the benchmarks.json that "
                                f"`guidellm benchmark run --output-path` writes); got keys {sorted(data)[:10]}")
     args = data.get("args") if isinstance(data.get("args"), dict) else {}
-    model = raw.model or args.get("model") or "unknown"
+    spec = (data.get("config") or {}).get("spec") if isinstance(data.get("config"), dict) else None  # 0.8.1
+    backend = (spec or {}).get("backend") if isinstance(spec, dict) else None
+    model = raw.model or args.get("model") or (backend or {}).get("model") or "unknown"
     version = raw.harness.version or (data.get("metadata") or {}).get("guidellm_version")
     out = []
     for index, bench in enumerate(benchmarks):

@@ -112,7 +112,8 @@ def to_llmd(record: StandardizedRecord) -> dict[str, Any]:
                          "output_length": _stats_out(results.output_tokens, "count")},
             "latency": {theirs: _stats_out(getattr(results.latency, ours), "ms" if ours in ("ttft", "e2e") else "ms/token")
                         for ours, theirs in _LATENCIES.items()},
-            "throughput": {
+            # An accuracy-only record measured no throughput (llm-d's report has no accuracy fields).
+            "throughput": None if results.throughput is None else {
                 "input_token_rate": {"units": "tokens/s", "mean": results.throughput.input_tokens_per_s},
                 "output_token_rate": {"units": "tokens/s", "mean": results.throughput.output_tokens_per_s},
                 "total_token_rate": {"units": "tokens/s", "mean": results.throughput.total_tokens_per_s},

@@ -67,7 +67,9 @@ def from_raw(raw: RawInput) -> list[StandardizedRecord]:
     rate, concurrency = data.get("request_rate"), data.get("max_concurrency")
     if isinstance(rate, (int, float)) and rate > 0:
         burst = float(data.get("burstiness") or 1.0)
-        load = LoadProfile(mode="rate", arrival="poisson" if burst == 1.0 else "burst", rate_rps=float(rate),
+        # gamma arrivals: shape 1 is Poisson; a shape of 100 or more is within 10% (CV) of a constant rate
+        arrival = "poisson" if burst == 1.0 else "constant" if burst >= 100 else "burst"
+        load = LoadProfile(mode="rate", arrival=arrival, rate_rps=float(rate),  # type: ignore[arg-type]
                            max_in_flight=concurrency if isinstance(concurrency, int) and concurrency > 0 else None,
                            request_count=data.get("num_prompts") or None)
     else:
