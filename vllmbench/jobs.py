@@ -55,7 +55,9 @@ def last_lines(runtime: Runtime, namespace: str, pods: list[dict[str, Any]], *, 
     """Pod -> container -> its last log lines, for the ``newest`` pods (what a failure message quotes)."""
     tails: dict[str, dict[str, list[str]]] = {}
     for pod in pods[-newest:]:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        status_of = pod.get("status") or {}
+        # init containers too: a harness that runs before our posting step fails in one
+        for status in (status_of.get("initContainerStatuses") or []) + (status_of.get("containerStatuses") or []):
             try:
                 tails.setdefault(pod["metadata"]["name"], {})[status["name"]] = list(
                     runtime.logs(namespace, pod["metadata"]["name"], container=status["name"], tail_lines=lines))

@@ -37,6 +37,7 @@ from vllmbench.evals.harness_args import HELPERS
 _FIELDS = {"name", "description", "harness", "job", "max_rate_per_pod", "labels"}
 HARNESSES = ("vllmbench", "guidellm", "vllm-bench-serve", "lm-eval")
 TEMPLATE_NAME = "template"
+BURSTINESS = 0.5  # a profile's "burst" arrivals: gamma with this shape, for every harness that has one
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,10 @@ def vllmbench_args(profile: dict[str, Any]) -> list[str]:
     if first["mode"] == "rate":
         args.append("--rate=" + ",".join(f"{s['rate_rps']:g}" for s in stages))
         arrival = first.get("arrival") or "constant"
-        args.append(f"--arrival={'gamma' if arrival == 'burst' else arrival}")
+        if arrival == "burst":  # gamma arrivals burstier than Poisson, as vllm bench serve's template does
+            args += ["--arrival=gamma", f"--burstiness={BURSTINESS}"]
+        else:
+            args.append(f"--arrival={arrival}")
     else:
         args.append("--concurrency=" + ",".join(str(s["concurrency"]) for s in stages))
     if first.get("duration_s"):

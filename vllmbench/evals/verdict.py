@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-LOWER_IS_BETTER = ("ttft_", "itl_", "tpot_", "e2e_")
+LOWER_IS_BETTER = ("ttft_", "itl_", "tpot_", "e2e_", "accuracy_lower:")
 DEFAULT_THRESHOLD_PERCENT = 5.0
 KEY_METRICS = ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99", "tpot_p50", "e2e_p50", "e2e_p99",
                "output_tokens_per_s", "requests_per_s", "goodput_rps")
@@ -63,8 +63,10 @@ def metrics_of(records: list[dict[str, Any]]) -> dict[str, float]:
         for task, metrics in (results.get("accuracy") or record.get("accuracy") or {}).items():
             for metric, value in (metrics or {}).items():
                 number = value.get("value") if isinstance(value, dict) else value
+                lower = isinstance(value, dict) and value.get("higher_is_better") is False  # e.g. perplexity
                 if isinstance(number, (int, float)) and not isinstance(number, bool):
-                    out[f"s{stage}:accuracy:{_key(task)}:{_key(metric)}"] = float(number)
+                    kind = "accuracy_lower" if lower else "accuracy"
+                    out[f"s{stage}:{kind}:{_key(task)}:{_key(metric)}"] = float(number)
     return out
 
 
@@ -203,7 +205,7 @@ def judge(current_repeats: list[dict[str, Any]], baseline_repeats: list[dict[str
         return {**result, "verdict": "untrustworthy", "summary": f"the baseline {baseline_id} has no trustworthy repeat"}
     for key in sorted(set(stats) & set(base)):
         name = key.split(":", 1)[-1]
-        if name in metrics or name.startswith("accuracy:"):
+        if name in metrics or name.startswith(("accuracy:", "accuracy_lower:")):
             result["comparisons"].append(compare(stats[key], base[key], metric=key, threshold=threshold_percent))
     worse = [c["metric"] for c in result["comparisons"] if c["verdict"] == "worse"]
     better = [c["metric"] for c in result["comparisons"] if c["verdict"] == "better"]
