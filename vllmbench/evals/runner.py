@@ -158,6 +158,12 @@ class Evaluator:
         wanted = ev["request"].get("baseline")
         if wanted == "none":
             return None, None
+        if wanted and wanted.startswith("server:"):  # the last passing run of this profile on another server
+            namespace, _, name = wanted.split(":", 1)[1].partition("/")
+            request = ev["request"]
+            doc = self.store.last_passing(f"{request['project']}/{request['benchmark']}/{namespace}/{name}",
+                                          exclude=ev["_id"])
+            return (doc, doc["_id"]) if doc else (None, None)
         if wanted and wanted != "last":
             try:
                 doc = self.store.get(wanted)

@@ -44,9 +44,11 @@ class EvaluateRequest(Strict):
     at: dt.datetime | None = Field(None, description="Start at this time (default now).")
     delay_minutes: float | None = Field(None, ge=0, le=7 * 24 * 60,
                                         description="Start after this many minutes (the original's delay).")
-    baseline: str | None = Field(None, max_length=100,
+    baseline: str | None = Field(None, max_length=200, pattern=r"^(last|none|server:[a-z0-9-]+/[a-z0-9.-]+|[a-z0-9-]+)$",
                                  description="An evaluation id, 'last' (the last passing one of this profile and "
-                                             "server, the default) or 'none'.")
+                                             "server, the default), 'server:<namespace>/<name>' (the last passing "
+                                             "one of this profile on that server: a model's previous version) "
+                                             "or 'none'.")
     labels: dict[str, str] = Field(default_factory=dict, max_length=20)
     timeout_s: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="Default: 2 h after the start.")
     name: str | None = Field(None, pattern=EVAL_ID, description="The evaluation's id (default: generated).")

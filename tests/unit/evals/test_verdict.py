@@ -64,3 +64,14 @@ def test_metrics_of_a_record() -> None:
         "goodput": {"requests_per_s": 3.5}}}
     assert metrics_of([record]) == {"s1:ttft_p50": 19.5, "s1:ttft_p99": 40.0, "s1:itl_p50": 5.0,
                                     "s1:requests_per_s": 4.0, "s1:output_tokens_per_s": 500.0, "s1:goodput_rps": 3.5}
+
+
+def test_a_baseline_names_an_evaluation_the_last_one_another_server_or_none() -> None:
+    from pydantic import ValidationError
+
+    from vllmbench.models.evaluations import EvaluateRequest
+
+    for ok in ("last", "none", "server:default/llama-ft-v2", "chat-20261201-120000-ab12"):
+        assert EvaluateRequest(baseline=ok).baseline == ok
+    with pytest.raises(ValidationError):
+        EvaluateRequest(baseline="server:Not A Name")
