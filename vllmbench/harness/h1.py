@@ -18,7 +18,7 @@ from collections import deque
 from urllib.parse import urlsplit
 
 from vllmbench.harness.records import RequestRecord
-from vllmbench.harness.response import Done, Response
+from vllmbench.harness.response import CHUNKED, Done, Response
 
 _now = time.monotonic_ns
 
@@ -55,10 +55,12 @@ class Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         ex = self.ex
-        if ex is not None:
-            ex.feed(data)
-        else:  # bytes nobody asked for: the connection cannot be trusted any more
+        if ex is None:  # bytes nobody asked for: the connection cannot be trusted any more
             self.drop()
+        elif ex.mode == CHUNKED:  # the streamed tokens: one call less than through feed
+            ex._chunked(data, _now() - ex.t0)
+        else:
+            ex.feed(data)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows

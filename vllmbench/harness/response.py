@@ -162,7 +162,8 @@ class Response:
             if left == SIZE_LINE and state is not None and not self.raw and not state.parts and not state.cr:
                 j = data.find(b"\r\n", pos, pos + 12)
                 if j > pos:
-                    end = j + 2 + chunk_size(data[pos:j])  # the chunk data ends here, then CRLF
+                    line = data[pos:j]
+                    end = j + 2 + (_SIZES.get(line) or chunk_size(line))  # the chunk data ends here, then CRLF
                     if (end > j + 9 and end + 2 <= n and data.startswith(b"}\n\n\r\n", end - 3)
                             and data.startswith(b"data: {", j + 2) and data.find(b"\n", j + 2, end) == end - 2):
                         key = state.key

@@ -176,12 +176,12 @@ def _run_workers(cfg: RunConfig, model: str, stage: Stage, items: list[PromptIte
                     raise RuntimeError(f"load worker {worker} exited without its results") from None
                 if message[0] == "progress":
                     snapshots[worker] = message[1]
-                    if progress:
-                        progress(merge_snapshots(list(snapshots.values()), (time.monotonic_ns() - t0) / 1e9))
-                else:
+                else:  # its last counts stay in the line until the stage ends
                     results[worker] = message[1], message[2], message[3]
                     snapshots[worker] = {"done": len(message[1]), "in_flight": 0, "ttfts": [],
                                          "errors": sum(1 for r in message[1] if r.error)}
+                if progress:
+                    progress(merge_snapshots([snapshots[w] for w in sorted(snapshots)], (time.monotonic_ns() - t0) / 1e9))
     finally:
         for proc in procs:
             proc.join(5)

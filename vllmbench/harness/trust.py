@@ -33,8 +33,12 @@ FLOOR_NS = 10_000
 LATE_MS = 1.0  # "late" in the reasons: a read more than this after its bytes arrived
 
 
+EDGES = [round(FLOOR_NS * 10 ** (k / BINS_PER_DECADE)) for k in range(0, 12 * BINS_PER_DECADE)]
+
+
 def bin_of(ns: int) -> int:
-    return 0 if ns < FLOOR_NS else 1 + int(BINS_PER_DECADE * math.log10(ns / FLOOR_NS))
+    """0 below 10 µs, then k for 10 µs x 10^((k-1)/20) <= ns < 10 µs x 10^(k/20)."""
+    return bisect_right(EDGES, ns)
 
 
 def bin_ms(index: int) -> float:
