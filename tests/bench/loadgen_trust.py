@@ -35,9 +35,10 @@ from vllmbench.stats import percentile
 NEW = ("read responses late", "read together")
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
 CGROUP_V2 = Path("/sys/fs/cgroup")
-STARVERS = ("none", "none-rt", "rt1/10", "rt3/10", "rt10/50", "rt30/100", "nice-3", "nice-5",
+STARVERS = tuple(os.environ["TRUST_STARVERS"].split(",")) if os.environ.get("TRUST_STARVERS") else ("none", "none-rt", "rt1/10", "rt3/10", "rt10/50", "rt30/100", "nice-3", "nice-5",
             "cg50000/100000", "cg20000/100000", "cg2000/10000")
-LOADS = (("rate", 100.0, 1), ("rate", 300.0, 1), ("rate", 300.0, 2), ("concurrency", 8, 1), ("concurrency", 64, 1))
+LOADS = tuple((m, float(l), int(w)) for m, l, w in (x.split(":") for x in os.environ["TRUST_LOADS"].split(","))) \
+    if os.environ.get("TRUST_LOADS") else (("rate", 100.0, 1), ("rate", 300.0, 1), ("rate", 300.0, 2), ("concurrency", 8, 1), ("concurrency", 64, 1))
 
 HOG = """
 import os, random, sys, time
@@ -159,8 +160,9 @@ def one(sim: Any, mode: str, load: float, workers: int, starver: str, cpu: int, 
             hog.wait()
         if starver.startswith("cg") and cgroup.path:
             cgroup.release()
-        if starver == "none-rt":
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        if starver == "none-rt":  # every thread: those started meanwhile took the policy too
+            for tid in os.listdir("/proc/self/task"):
+                os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
     stage, trust = report.stages[0], report.records[0].results.trust
     ttft_error, itl_error = _errors(sim, since, stage)
     return Row(mode, load, workers, starver, loadavg, ttft_error, itl_error, trust, list(trust.reasons))
@@ -182,7 +184,7 @@ def calibrate(sim: Any, *, seconds: float) -> None:
     print(f"\ntrust calibration: simulator on CPU {cpus[0]}, client and starver on CPU {cpus[1]}, {seconds:g} s a stage; "
           f"cgroup: {cgroup.path or cgroup.why}")
     print(f"{'load':>14} {'starver':>15} {'loadavg':>7} {'TTFT err':>8} {'ITL err':>8} {'estimate':>8} {'tok.tog%':>8} "
-          f"{'late p50/p99/max ms':>21} {'cpu wait%':>9} {'cpu%':>5}  verdict")
+          f"{'late p50/p99/max ms':>21} {'cpu wait%':>9} {'thrtl%':>6} {'cpu%':>5}  verdict")
     rows: list[Row] = []
     for mode, load, workers in LOADS:
         for starver in STARVERS:
@@ -200,7 +202,8 @@ def calibrate(sim: Any, *, seconds: float) -> None:
             print(f"{label:>14} {starver:>15} {row.loadavg:7.1f} {row.ttft_error:8.2f} {row.itl_error:8.2f} "
                   f"{_f(t.ttft_p50_inflation_ms):>8} {_f(t.coalesced_tokens_percent, 1):>8} "
                   f"{(_f(late.p50) + '/' + _f(late.p99, 1) + '/' + _f(late.max, 0)) if late else '-':>21} "
-                  f"{_f(t.cpu_wait_percent, 0):>9} {_f(t.client_cpu_percent, 0):>5}  {verdict}", flush=True)
+                  f"{_f(t.cpu_wait_percent, 0):>9} {_f(t.cpu_throttled_percent, 1):>6} {_f(t.client_cpu_percent, 0):>5}  {verdict}",
+                  flush=True)
     missed = [r for r in rows if r.off and not r.reasons]
     healthy = [r for r in rows if r.starver.startswith("none") and not r.off]
     print(f"  off stages still trusted: {len(missed)} of {sum(r.off for r in rows)}; accurate stages without a starver "

@@ -1,5 +1,5 @@
-"""The client measuring itself through a stage: how late its event loop runs, and how long
-it waited for a CPU.
+"""The client measuring itself through a stage: how late its event loop runs, how long it
+waited for a CPU, and how long a CPU limit (cgroup quota) stopped it.
 
 Every 2 ms a kernel timer (:mod:`vllmbench.harness.timerfd`) becomes ready; the loop
 serves it like a socket with bytes waiting, so the time from its deadline to its
@@ -17,6 +17,7 @@ late by design, so that millisecond is taken off each sample (coarser, never inf
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from vllmbench.harness import timerfd
@@ -35,6 +36,53 @@ def cpu_wait_ns() -> int | None:
         return None
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _cgroup_stat_files() -> list[str]:
+    """cpu.stat of this thread's CPU cgroup and of each ancestor (a limit anywhere up the tree
+    stops it): the v1 ``cpu`` controller, or cgroup v2 where it has the cpu controller."""
+    try:
+        with open("/proc/thread-self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            bases = [CGROUP_ROOT, f"{CGROUP_ROOT}/unified"]
+        elif "cpu" in controllers.split(","):
+            bases = [f"{CGROUP_ROOT}/{controllers}", f"{CGROUP_ROOT}/cpu"]
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for base in bases:
+            files = [os.path.join(base, *parts[:k], "cpu.stat") for k in range(len(parts), -1, -1)]
+            if os.path.exists(files[0]) and (controllers or "throttled_usec" in _read(files[0])):
+                return files
+    return []
+
+
+def _read(name: str) -> str:
+    try:
+        with open(name) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_throttled_ns(files: list[str]) -> int | None:
+    """Time the CPU limits in ``files`` stopped their cgroups, added up (ns), or None."""
+    total, seen = 0, False
+    for name in files:
+        stat = dict(line.split(" ", 1) for line in _read(name).splitlines() if line.count(" ") == 1)
+        if "throttled_usec" in stat:
+            total, seen = total + int(stat["throttled_usec"]) * 1000, True
+        elif "throttled_time" in stat:
+            total, seen = total + int(stat["throttled_time"]), True
+    return total if seen else None
+
+
 class LatenessProbe:
     def __init__(self, loop: asyncio.AbstractEventLoop, *, worker: int = 0, period_ns: int = PERIOD_NS) -> None:
         self.loop, self.worker, self.period = loop, worker, period_ns
@@ -42,6 +90,8 @@ class LatenessProbe:
         self.max_ns = 0
         self.first = self.next = self.started = 0
         self.wait0: int | None = None
+        self.cgroups = _cgroup_stat_files()
+        self.throttled0: int | None = None
         self.timer: timerfd.Timer | None = None
         self.handle: asyncio.TimerHandle | None = None
         self.slack = 0  # the loop timers' own rounding, taken off their samples
@@ -51,6 +101,7 @@ class LatenessProbe:
         is not running when the stage should start counts as late from that moment."""
         self.started = at_ns if at_ns is not None else _now()
         self.wait0 = cpu_wait_ns()
+        self.throttled0 = cpu_throttled_ns(self.cgroups)
         self.first = self.next = self.started + self.period
         if timerfd.available():
             try:
@@ -100,6 +151,9 @@ class LatenessProbe:
                 self._sample(now, missed)
         wait1 = cpu_wait_ns()
         waited = wait1 - self.wait0 if wait1 is not None and self.wait0 is not None else None
+        throttled1 = cpu_throttled_ns(self.cgroups)
+        throttled = throttled1 - self.throttled0 if throttled1 is not None and self.throttled0 is not None else None
         return ClientFacts(worker=self.worker, lateness=dict(self.bins), lateness_max_ns=self.max_ns,
-                           cpu_wait_ns=waited, wall_ns=now - self.started if self.started else 0,
+                           cpu_wait_ns=waited, cpu_throttled_ns=throttled,
+                           wall_ns=now - self.started if self.started else 0,
                            chunked_tokens=chunked_tokens, coalesced_tokens=coalesced_tokens)

@@ -54,6 +54,7 @@ class ClientFacts:
     lateness: dict[int, int] = field(default_factory=dict)  # bin -> samples
     lateness_max_ns: int = 0
     cpu_wait_ns: int | None = None  # ready to run but waiting for a CPU (Linux schedstat)
+    cpu_throttled_ns: int | None = None  # stopped by a CPU limit (cgroup cpu.stat), the cgroup and its ancestors
     wall_ns: int = 0
     chunked_tokens: int = 0
     coalesced_tokens: int = 0
@@ -130,7 +131,10 @@ def late_share(hist: dict[int, int], ms: float = LATE_MS) -> float:
     return sum(n for b, n in hist.items() if bin_ms(b) > ms) / total if total else 0.0
 
 
-def _remedy(cpu_wait: float | None, busiest_cpu: float) -> str:
+def _remedy(cpu_wait: float | None, busiest_cpu: float, throttled: float | None) -> str:
+    if throttled is not None and throttled >= 1.0:
+        return (f"its CPU limit (cgroup quota) stopped it {throttled:.0f}% of the time: raise the client's CPU limit "
+                "(in Kubernetes, resources.limits.cpu) or lower the load")
     if cpu_wait is not None and cpu_wait >= 5.0:
         return (f"it waited for a CPU {cpu_wait:.0f}% of the time: another process had its core; run it on a core "
                 "of its own (taskset), at a higher priority (nice -n -5), or on a quieter machine")
@@ -182,21 +186,24 @@ def assess(window: list[RequestRecord], cfg: RunConfig, *, mode: str, rate: floa
     inflation = p50_inflation([(v, by_worker[w]) for w, v in ttfts.items()])
     waits = [100.0 * c.cpu_wait_ns / c.wall_ns for c in clients if c.cpu_wait_ns is not None and c.wall_ns > 0]
     cpu_wait = max(waits) if waits else None
+    stops = [100.0 * c.cpu_throttled_ns / c.wall_ns for c in clients if c.cpu_throttled_ns is not None and c.wall_ns > 0]
+    throttled = max(stops) if stops else None
     chunked = sum(c.chunked_tokens for c in clients)
     coalesced = 100.0 * sum(c.coalesced_tokens for c in clients) / chunked if chunked else None
     if lateness is not None and inflation is not None and inflation > th.ttft_inflation_ms:
         reasons.append(
             f"the client read responses late: its event loop was more than {LATE_MS:g} ms late "
             f"{late_share(hist):.0%} of the time and up to {lateness.max:.0f} ms, which raised the TTFT p50 by "
-            f"about {inflation:.1f} ms (> {th.ttft_inflation_ms:g} ms); {_remedy(cpu_wait, busiest)}")
+            f"about {inflation:.1f} ms (> {th.ttft_inflation_ms:g} ms); {_remedy(cpu_wait, busiest, throttled)}")
     if coalesced is not None and coalesced > th.coalesced_tokens_percent:
         reasons.append(
             f"{coalesced:.0f}% of the streamed tokens were read together with an earlier one although the server sent "
             f"them apart (> {th.coalesced_tokens_percent:g}%): the client read late and the ITL is understated; "
-            f"{_remedy(cpu_wait, busiest)}")
+            f"{_remedy(cpu_wait, busiest, throttled)}")
     return Trust(
         schedule_delay_ms=delay, requested_rate_rps=rate, achieved_rate_rps=achieved,
         client_cpu_percent=cpu_percent, cap_wait_ms=cap, loop_lateness_ms=lateness,
         ttft_p50_inflation_ms=inflation, coalesced_tokens_percent=coalesced, cpu_wait_percent=cpu_wait,
+        cpu_throttled_percent=throttled,
         trustworthy=not reasons, reasons=reasons,
     )

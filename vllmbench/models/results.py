@@ -212,6 +212,8 @@ class Trust(Strict):
         None, ge=0, description="Streamed tokens read together with an earlier one although the server sent them apart.")
     cpu_wait_percent: float | None = Field(
         None, ge=0, description="Share of the stage the busiest client process was ready to run but waited for a CPU.")
+    cpu_throttled_percent: float | None = Field(
+        None, ge=0, description="Share of the stage a CPU limit (cgroup quota) stopped the most throttled client process.")
     trustworthy: bool = True
     reasons: list[str] = Field(default_factory=list)
 

@@ -9,7 +9,9 @@ after it starts (its connections open, its stage begun) it is starved:
   CPU that runs 8-16 ms (at random, so never in step with the server's 5 ms), then sleeps
   2 ms: the client can run about 2 ms in 14, more than the 3% of a CPU it needs, but bytes
   that arrive while the loop runs wait for it, about 5 ms on average.
-- without it, by renicing the client to 19 with a busy loop at nice 0 on its CPU.
+- without it, by renicing the client to 19 with a busy loop at nice 0 on its CPU;
+- and, where a CPU cgroup can be made (root, cgroup v1 ``cpu`` or v2), by a quota of 1 ms
+  in every 20 ms, as a pod with a tight CPU limit has (skipped, saying so, elsewhere).
 
 Either way the test first checks against the simulator's record that the client's TTFT
 or ITL p50 really is off by more than 1 ms (so it cannot pass on a client that was not
@@ -32,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -96,18 +99,41 @@ def may_use_realtime() -> bool:
     return True
 
 
-def run_client(cfg: RunConfig, *, starved: bool) -> tuple[dict, list]:
+def cpu_cgroup() -> Path | None:
+    """A new cgroup of the v1 ``cpu`` controller or of cgroup v2, or None when none can be made here."""
+    for base, quota in ((Path("/sys/fs/cgroup/cpu"), "cpu.cfs_quota_us"), (Path("/sys/fs/cgroup"), "cpu.max")):
+        path = base / f"vllmbench-test-{os.getpid()}"
+        try:
+            path.mkdir()
+        except OSError:
+            continue
+        if (path / quota).exists():
+            return path
+        path.rmdir()
+    return None
+
+
+def run_client(cfg: RunConfig, *, starved: str | None) -> tuple[dict, list]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     realtime = may_use_realtime()
     proc = ctx.Process(target=_client, args=(child, cfg, CPUS[1], realtime and not starved), daemon=True)
     proc.start()
-    hog = None
+    hog = cgroup = None
     try:
         assert parent.poll(60), "the client did not get ready"
         assert parent.recv() == "ready"
         parent.send("go")
-        if starved:
+        if starved == "cgroup":  # 1 ms of CPU in every 20 ms for the client (1 ms is the least quota), from now on
+            cgroup = cpu_cgroup()
+            assert cgroup is not None
+            if (cgroup / "cpu.max").exists():
+                (cgroup / "cpu.max").write_text("1000 20000")
+            else:
+                (cgroup / "cpu.cfs_period_us").write_text("20000")
+                (cgroup / "cpu.cfs_quota_us").write_text("1000")
+            (cgroup / "cgroup.procs").write_text(str(proc.pid))
+        elif starved:
             time.sleep(0.5)
             hog = subprocess.Popen([sys.executable, "-c", HOG, "realtime" if realtime else "nice"])
             os.sched_setaffinity(hog.pid, {CPUS[1]})
@@ -122,6 +148,9 @@ def run_client(cfg: RunConfig, *, starved: bool) -> tuple[dict, list]:
         proc.join(10)
         if proc.is_alive():
             proc.kill()
+            proc.join(5)
+        if cgroup is not None:
+            cgroup.rmdir()
 
 
 def p50(values: list[float]) -> float:
@@ -168,7 +197,7 @@ def config(url: str, mode: str, policy: str) -> RunConfig:
 @pytest.mark.parametrize("mode", sorted(LOADS))
 def test_a_starved_client_is_marked_with_what_happened_and_what_to_do(rt_sim, mode):
     since = time.monotonic_ns()
-    record, requests = run_client(config(rt_sim.url, mode, "starved"), starved=True)
+    record, requests = run_client(config(rt_sim.url, mode, "starved"), starved="busy loop")
     ttft_error, itl_error = truth_errors(rt_sim, since, requests)
     trust = record["results"]["trust"]
     print(f"starved {mode}: TTFT p50 error {ttft_error:.2f} ms, ITL p50 error {itl_error:.2f} ms, estimate "
@@ -187,7 +216,7 @@ def test_a_healthy_client_at_the_same_load_is_not_marked(rt_sim, mode):
     if not may_use_realtime():
         pytest.skip("real-time priority is not allowed here: a client at normal priority on a shared machine "
                     "is not reliably healthy")
-    record, _ = run_client(config(rt_sim.url, mode, "healthy"), starved=False)
+    record, _ = run_client(config(rt_sim.url, mode, "healthy"), starved=None)
     trust = record["results"]["trust"]
     print(f"healthy {mode}: estimate {trust['ttft_p50_inflation_ms']}, coalesced {trust['coalesced_tokens_percent']}%, "
           f"lateness p50/p99/max {trust['loop_lateness_ms']['p50']:.3f}/{trust['loop_lateness_ms']['p99']:.2f}/"
@@ -195,3 +224,26 @@ def test_a_healthy_client_at_the_same_load_is_not_marked(rt_sim, mode):
     assert not [r for r in trust["reasons"] if any(k in r for k in NEW_REASONS)], trust["reasons"]
     assert trust["ttft_p50_inflation_ms"] < 0.5
     assert trust["coalesced_tokens_percent"] < 20
+
+
+def test_a_client_held_back_by_its_cpu_limit_is_told_to_raise_it(rt_sim):
+    """The client's process in a CPU cgroup with 5% of a CPU (1 ms every 20 ms), as a pod with
+    a tight CPU limit is, at 32 requests in flight: it needs twice that, so the quota stops
+    it in the middle of its reads."""
+    probe = cpu_cgroup()
+    if probe is None:
+        pytest.skip("no writable CPU cgroup here (cgroup v1 cpu or v2 with the cpu controller, as root)")
+    probe.rmdir()
+    since = time.monotonic_ns()
+    cfg = RunConfig(url=rt_sim.url, duration_s=2.0, input_len="16", output_len="16", run_id="starve-cgroup",
+                    timeout_s=60, mode="concurrency", concurrencies=(32,))
+    record, requests = run_client(cfg, starved="cgroup")
+    ttft_error, itl_error = truth_errors(rt_sim, since, requests)
+    trust = record["results"]["trust"]
+    print(f"cgroup: TTFT p50 error {ttft_error:.2f} ms, ITL p50 error {itl_error:.2f} ms, estimate "
+          f"{trust['ttft_p50_inflation_ms']}, coalesced {trust['coalesced_tokens_percent']}%, "
+          f"throttled {trust['cpu_throttled_percent']}%")
+    assert ttft_error > 1.0 or abs(itl_error) > 1.0, "the quota did not hold the client back: nothing to catch"
+    assert not trust["trustworthy"] and trust["cpu_throttled_percent"] > 1
+    late = [r for r in trust["reasons"] if any(k in r for k in NEW_REASONS)]
+    assert late and "raise the client's CPU limit" in " ".join(late), trust["reasons"]

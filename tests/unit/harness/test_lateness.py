@@ -92,3 +92,13 @@ def test_the_cpu_wait_is_read_from_the_kernel_where_it_is_kept():
     wait = lateness.cpu_wait_ns()
     assert wait is None or wait >= 0
     assert (wait is not None) == os.path.exists("/proc/thread-self/schedstat")
+
+
+def test_cpu_limits_are_read_from_cgroup_v1_and_v2_and_added_up_the_tree(tmp_path):
+    v1, v2 = tmp_path / "v1.stat", tmp_path / "v2.stat"
+    v1.write_text("nr_periods 40\nnr_throttled 7\nthrottled_time 3500000\nnr_bursts 0\nburst_time 0\n")
+    v2.write_text("usage_usec 100\nuser_usec 90\nsystem_usec 10\nnr_periods 40\nnr_throttled 2\nthrottled_usec 1500\n")
+    assert lateness.cpu_throttled_ns([str(v1)]) == 3_500_000
+    assert lateness.cpu_throttled_ns([str(v1), str(v2), str(tmp_path / "gone.stat")]) == 5_000_000
+    (tmp_path / "plain.stat").write_text("usage_usec 100\nuser_usec 90\nsystem_usec 10\n")  # v2 without the cpu controller
+    assert lateness.cpu_throttled_ns([str(tmp_path / "plain.stat")]) is None
