@@ -190,16 +190,18 @@ def assess(window: list[RequestRecord], cfg: RunConfig, *, mode: str, rate: floa
     throttled = max(stops) if stops else None
     chunked = sum(c.chunked_tokens for c in clients)
     coalesced = 100.0 * sum(c.coalesced_tokens for c in clients) / chunked if chunked else None
-    if lateness is not None and inflation is not None and inflation > th.ttft_inflation_ms:
+    remedy = _remedy(cpu_wait, busiest, throttled)
+    late_reason = lateness is not None and inflation is not None and inflation > th.ttft_inflation_ms
+    if late_reason:
         reasons.append(
             f"the client read responses late: its event loop was more than {LATE_MS:g} ms late "
             f"{late_share(hist):.0%} of the time and up to {lateness.max:.0f} ms, which raised the TTFT p50 by "
-            f"about {inflation:.1f} ms (> {th.ttft_inflation_ms:g} ms); {_remedy(cpu_wait, busiest, throttled)}")
+            f"about {inflation:.1f} ms (> {th.ttft_inflation_ms:g} ms); {remedy}")
     if coalesced is not None and coalesced > th.coalesced_tokens_percent:
         reasons.append(
             f"{coalesced:.0f}% of the streamed tokens were read together with an earlier one although the server sent "
             f"them apart (> {th.coalesced_tokens_percent:g}%): the client read late and the ITL is understated; "
-            f"{_remedy(cpu_wait, busiest, throttled)}")
+            + ("the same cause" if late_reason else remedy))
     return Trust(
         schedule_delay_ms=delay, requested_rate_rps=rate, achieved_rate_rps=achieved,
         client_cpu_percent=cpu_percent, cap_wait_ms=cap, loop_lateness_ms=lateness,

@@ -29,8 +29,12 @@ def test_ttft_and_itl_match_the_simulator_and_its_record(sim, endpoint):
     assert res.trust.loop_lateness_ms.count > 0 and res.trust.ttft_p50_inflation_ms is not None
     truth = {r["client_request_id"]: r for r in sim.truth() if r["client_request_id"]}
     errors = []
+    t0 = report.stages[0].t0_ns
     for rec in report.stages[0].records:
         t = truth[rec.request_id]
+        # One clock for both: the simulator stamps a request when it reads it, after the client wrote it,
+        # and its first token after that by at least the TTFT it was told (timers may fire 1 ms early).
+        assert t0 + rec.sent_ns <= t["arrival_ns"] <= t["first_token_ns"] - 19_000_000
         assert rec.output_tokens == t["output_tokens"] == 16
         assert rec.input_tokens == t["prompt_tokens"] == 32
         assert len(rec.token_ns) == 16
