@@ -10,6 +10,8 @@ Each tool's TTFT p50 (from its own JSON report) is compared with the simulator's
 per-request record of the same run (``GET /_sim/requests``); the rate the requests
 actually arrived at, and how late they arrived against an exact constant schedule, are
 also taken from the simulator's record, so that every tool is judged by the same ruler.
+So is its CPU per streamed token: the CPU of the tool's whole process tree from the first
+arrival to the last response (sampled every 0.2 s), over the tokens the simulator sent.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +150,8 @@ class Truth:
     ok: int
     arrival_rate: float | None   # requests that arrived / span of their arrivals
     lag_p99_ms: float | None     # arrival minus the exact constant schedule anchored at the first arrival
+    tokens: int = 0              # tokens the simulator sent
+    span_ns: tuple[int, int] = (0, 0)  # first arrival, last end: when the load was on
 
 
 def truth(records: list[dict[str, Any]], rate: float) -> Truth:
@@ -159,7 +163,55 @@ def truth(records: list[dict[str, Any]], rate: float) -> Truth:
         step = 1e9 / rate
         lags = sorted((a - arrivals[0] - i * step) / 1e6 for i, a in enumerate(arrivals))
         lag = lags[min(len(lags) - 1, int(0.99 * len(lags)))] - lags[0]
-    return Truth(statistics.median(ttfts) if ttfts else None, len(ttfts), arrival_rate, lag)
+    span = (arrivals[0], max(t["end_ns"] for t in records)) if records else (0, 0)
+    return Truth(statistics.median(ttfts) if ttfts else None, len(ttfts), arrival_rate, lag,
+                 sum(len(t["token_ns"]) for t in records), span)
+
+
+class TreeCpu:
+    """CPU seconds of a process and all its descendants, sampled every 0.2 s while it runs, so that
+    the CPU of the load window (from the simulator's first arrival to its last response) can be
+    told apart from a tool's start-up (GuideLLM and aiperf take 20-30 s to start here)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.samples: list[tuple[int, float]] = []
+        self.seen: dict[int, float] = {}  # last CPU of each process: one that exited keeps its share
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                self.seen[p.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+        self.samples.append((time.monotonic_ns(), sum(self.seen.values())))
+
+    def between(self, start_ns: int, end_ns: int) -> float | None:
+        """CPU seconds spent between two monotonic times (linear between samples)."""
+        def at(t: int) -> float | None:
+            before = [s for s in self.samples if s[0] <= t]
+            after = [s for s in self.samples if s[0] >= t]
+            if not before or not after:
+                return None
+            (t0, c0), (t1, c1) = before[-1], after[0]
+            return c0 if t1 == t0 else c0 + (c1 - c0) * (t - t0) / (t1 - t0)
+
+        a, b = at(start_ns), at(end_ns)
+        return b - a if a is not None and b is not None else None
+
+
+def cpu_us_per_token(cpu: TreeCpu, seen: Truth) -> float | None:
+    spent = cpu.between(*seen.span_ns) if seen.tokens else None
+    return 1e6 * spent / seen.tokens if spent is not None else None
 
 
 @dataclass
@@ -172,6 +224,8 @@ class Outcome:
     topped: bool = False            # arrivals fell below 90% of a requested rate: ``top`` is the tool's limit
     missed: bool = False
     missed_schedule: bool = False
+    cpu_at_held: float | None = None  # client CPU per streamed token at the highest rate held (µs)
+    cpu_by_rate: dict[float, float] = field(default_factory=dict)
 
     def top_text(self) -> str:
         if not self.top:
@@ -183,12 +237,13 @@ class Outcome:
             return f"not run: {self.failure}"
         return f"{self.held:g} req/s" if self.held else "none of the rates"
 
-    def note(self, rate: float, within: bool, lag_ms: float | None, error: float | None) -> None:
+    def note(self, rate: float, within: bool, lag_ms: float | None, error: float | None,
+             cpu_us_per_token: float | None = None) -> None:
         """One rate's verdict; rates come in increasing order and a miss ends the run of held rates."""
         self.missed = self.missed or not within
         self.missed_schedule = self.missed_schedule or not (within and lag_ms is not None and lag_ms <= ON_SCHEDULE_LAG_MS)
         if not self.missed:
-            self.held, self.error_at_held = rate, error
+            self.held, self.error_at_held, self.cpu_at_held = rate, error, cpu_us_per_token
         if not self.missed_schedule:
             self.on_schedule = rate
 
@@ -209,16 +264,21 @@ def run_tool(name: str, sim: Any, rates: list[float], seconds: float, tolerance_
         out.mkdir(parents=True)
         cmd = guidellm_cmd(sim.url, rate, seconds, out) if name == "guidellm" else aiperf_cmd(sim.url, rate, seconds, out)
         since = time.monotonic_ns()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 180, env=env, cwd=out)
-        except subprocess.TimeoutExpired:
-            print(f"  {name} at {rate:g}/s: did not finish in {seconds * 6 + 180:g} s", flush=True)
-            outcome.failure = outcome.failure or f"no result at {rate:g}/s in time"
-            break
-        (out / "stdout.txt").write_text(proc.stdout or "")
-        (out / "stderr.txt").write_text(proc.stderr or "")
+        limit = seconds * 6 + 180
+        with open(out / "stdout.txt", "w") as stdout, open(out / "stderr.txt", "w") as stderr:
+            proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True, env=env, cwd=out)
+            cpu = TreeCpu(proc.pid)
+            while proc.poll() is None and time.monotonic_ns() - since < limit * 1e9:
+                cpu.sample()
+                time.sleep(0.2)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                print(f"  {name} at {rate:g}/s: did not finish in {limit:g} s", flush=True)
+                outcome.failure = outcome.failure or f"no result at {rate:g}/s in time"
+                break
         if proc.returncode != 0:
-            line = _last_line(proc.stderr) or _last_line(proc.stdout)
+            line = _last_line((out / "stderr.txt").read_text()) or _last_line((out / "stdout.txt").read_text())
             print(f"  {name} at {rate:g}/s failed (exit {proc.returncode}): {line[:300]} (see {out})", flush=True)
             outcome.failure = f"exit {proc.returncode} at {rate:g}/s: {line[:200]}"
             break
@@ -236,9 +296,11 @@ def run_tool(name: str, sim: Any, rates: list[float], seconds: float, tolerance_
             break
         error = measured - seen.ttft_p50_ms
         within = abs(error) <= tolerance_ms and failed == 0
+        per_token = cpu_us_per_token(cpu, seen)
         print(f"  {name:8s} {rate:6g} {seen.arrival_rate or 0:9.1f} {seen.lag_p99_ms or 0:13.2f} {succeeded:6d}/{failed:<4d} "
-              f"{measured:10.2f} {seen.ttft_p50_ms:10.2f} {error:+9.2f}  {'ok' if within else 'NOT HELD'}", flush=True)
-        outcome.note(rate, within, seen.lag_p99_ms, error)
+              f"{measured:10.2f} {seen.ttft_p50_ms:10.2f} {error:+9.2f} {per_token or float('nan'):10.1f}  "
+              f"{'ok' if within else 'NOT HELD'}", flush=True)
+        outcome.note(rate, within, seen.lag_p99_ms, error, per_token)
         if seen.arrival_rate is not None and seen.arrival_rate < TOPPED_OUT * rate:
             outcome.topped = True
             break  # the tool cannot send more: higher rates would only repeat this
@@ -253,5 +315,5 @@ def run_all(sim: Any, *, rates: list[float], seconds: float, tolerance_ms: float
         print(f"  cannot run GuideLLM and aiperf: {failure}", flush=True)
         return {name: Outcome(failure=failure) for name in TOOLS}
     print(f"  {'tool':8s} {'rate':>6s} {'arrived/s':>9s} {'arr lag p99':>13s} {'ok/fail':>11s} "
-          f"{'TTFT p50':>10s} {'truth p50':>10s} {'error ms':>9s}", flush=True)
+          f"{'TTFT p50':>10s} {'truth p50':>10s} {'error ms':>9s} {'cpu us/tok':>10s}", flush=True)
     return {name: run_tool(name, sim, rates, seconds, tolerance_ms) for name in TOOLS}

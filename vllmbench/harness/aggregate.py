@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from vllmbench.harness.config import RunConfig
 from vllmbench.harness.lengths import LengthSpec
 from vllmbench.harness.records import RequestRecord
+from vllmbench.harness.trust import ClientFacts, assess
 from vllmbench.models.results import (
     Goodput, Harness, Latency, LoadProfile, RequestCounts, Results, RunInfo, Scenario, Slo,
-    StandardizedRecord, Throughput, Trust,
+    StandardizedRecord, Throughput,
 )
 from vllmbench.stats import summarize
 
@@ -39,6 +40,7 @@ class StageFacts:
     model: str
     planned_span_ns: int = 0
     harness_version: str | None = None
+    clients: tuple[ClientFacts, ...] = ()
 
 
 def measured(records: list[RequestRecord], cfg: RunConfig, facts: StageFacts) -> list[RequestRecord]:
@@ -69,40 +71,6 @@ def is_good(rec: RequestRecord, slo: Slo) -> bool:
     if slo.tpot_ms is not None and out > 1 and (e2e - ttft) / (out - 1) > slo.tpot_ms:
         return False
     return True
-
-
-def _trust(window: list[RequestRecord], cfg: RunConfig, facts: StageFacts) -> Trust:
-    th = cfg.thresholds
-    reasons: list[str] = []
-    delay = cap = None
-    achieved = None
-    if facts.mode == "rate" and window:
-        delay = summarize([max(0.0, (r.sent_ns - r.scheduled_ns - r.cap_wait_ns) / 1e6) for r in window])
-        sends = sorted(r.sent_ns for r in window)
-        planned = sorted(r.scheduled_ns for r in window)
-        if len(sends) > 1 and sends[-1] > sends[0]:
-            achieved = (len(sends) - 1) / ((sends[-1] - sends[0]) / 1e9)
-            planned_rate = (len(planned) - 1) / max(1e-9, (planned[-1] - planned[0]) / 1e9)
-            if achieved < th.achieved_rate_ratio * planned_rate:
-                reasons.append(f"achieved send rate {achieved:.1f}/s is below {th.achieved_rate_ratio:.0%} of the planned {planned_rate:.1f}/s")
-        if delay and delay.p50 > th.schedule_delay_p50_ms:
-            reasons.append(f"schedule delay p50 {delay.p50:.2f} ms > {th.schedule_delay_p50_ms} ms: the client fell behind its schedule")
-        if delay and delay.p99 > th.schedule_delay_p99_ms:
-            reasons.append(f"schedule delay p99 {delay.p99:.2f} ms > {th.schedule_delay_p99_ms} ms: the client fell behind its schedule")
-        if cfg.max_in_flight:
-            cap = summarize([r.cap_wait_ns / 1e6 for r in window])
-            if cap and cap.p99 > th.cap_wait_p99_ms:
-                reasons.append(f"requests waited for the in-flight cap of {cfg.max_in_flight} (p99 {cap.p99:.1f} ms): "
-                               "the offered load was not sent as requested")
-    cpu_total = sum(facts.cpu_s_by_process)
-    cpu_percent = 100.0 * cpu_total / facts.wall_s if facts.wall_s > 0 else None
-    busiest = max(facts.cpu_s_by_process, default=0.0) / facts.wall_s * 100 if facts.wall_s > 0 else 0.0
-    if busiest > th.process_cpu_percent:
-        reasons.append(f"a client process used {busiest:.0f}% of a CPU (> {th.process_cpu_percent:.0f}%): add --workers or lower the rate")
-    return Trust(
-        schedule_delay_ms=delay, requested_rate_rps=facts.rate, achieved_rate_rps=achieved,
-        client_cpu_percent=cpu_percent, cap_wait_ms=cap, trustworthy=not reasons, reasons=reasons,
-    )
 
 
 def to_record(records: list[RequestRecord], cfg: RunConfig, facts: StageFacts) -> StandardizedRecord:
@@ -152,7 +120,9 @@ def to_record(records: list[RequestRecord], cfg: RunConfig, facts: StageFacts) -
                             ntpot=summarize(ntpot, "ms/token"), e2e=summarize(e2e), e2e_from_schedule=summarize(e2e_sched)),
             input_tokens=summarize(ins, "tokens"), output_tokens=summarize(outs, "tokens"),
             token_counts_from=(sources.pop() if len(sources) == 1 else "mixed") if sources else "unknown",  # type: ignore[arg-type]
-            goodput=goodput, trust=_trust(window, cfg, facts),
+            goodput=goodput,
+            trust=assess(window, cfg, mode=facts.mode, rate=facts.rate, wall_s=facts.wall_s,
+                         cpu_s_by_process=facts.cpu_s_by_process, clients=facts.clients),
         ),
         tags=list(cfg.tags),
     )

@@ -54,6 +54,7 @@ class Report:
                 "started_at": s.started_at.isoformat(), "ended_at": s.ended_at.isoformat(), "wall_s": s.wall_s,
                 "cpu_s_by_process": s.cpu_s_by_process,
                 "planned_span_ns": s.offsets_ns[-1] if s.offsets_ns else 0,
+                "clients": [c.to_dict() for c in s.clients],
                 "requests": [r.to_dict() for r in s.records],
             } for s in self.stages],
             "records": [r.model_dump(mode="json") for r in self.records],
@@ -95,6 +96,7 @@ def _record(cfg: RunConfig, result: StageResult, version: str) -> StandardizedRe
         started_at=result.started_at, ended_at=result.ended_at, wall_s=result.wall_s,
         cpu_s_by_process=tuple(result.cpu_s_by_process), model=result.model,
         planned_span_ns=result.offsets_ns[-1] if result.offsets_ns else 0, harness_version=version,
+        clients=tuple(result.clients),
     )
     return to_record(result.records, cfg, facts)
 

@@ -21,6 +21,8 @@ class Thresholds:
     achieved_rate_ratio: float = 0.95
     process_cpu_percent: float = 90.0
     cap_wait_p99_ms: float = 1.0
+    ttft_inflation_ms: float = 0.5
+    coalesced_tokens_percent: float = 20.0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from vllmbench.errors import ValidationFailed
 from vllmbench.harness.aggregate import StageFacts, to_record
 from vllmbench.harness.config import RunConfig, SloSpec, Thresholds
 from vllmbench.harness.records import RequestRecord
+from vllmbench.harness.trust import ClientFacts
 from vllmbench.models.results import StandardizedRecord
 
 RAW_FORMAT = "vllmbench-raw/1"
@@ -41,6 +42,7 @@ def records_from_raw(data: dict[str, Any], *, run_id: str, harness_version: str 
                 wall_s=float(s["wall_s"]), cpu_s_by_process=tuple(s.get("cpu_s_by_process") or ()),
                 model=str(data["model"]), planned_span_ns=int(s.get("planned_span_ns") or 0),
                 harness_version=harness_version,
+                clients=tuple(ClientFacts.from_dict(c) for c in s.get("clients") or ()),
             )
             out.append(to_record([RequestRecord.from_dict(r) for r in s["requests"]], cfg, facts))
         return out

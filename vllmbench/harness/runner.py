@@ -1,5 +1,6 @@
-"""Running one load stage: the send loop, the in-flight cap, concurrency lanes, and
-``--workers N`` processes that each send a round-robin slice of one precomputed schedule.
+"""Running one load stage: in this process, or in ``--workers N`` processes that each send
+a round-robin slice of one precomputed schedule and report their live counts to this one.
+The sending itself is :mod:`vllmbench.harness.sender`.
 """
 
 from __future__ import annotations
@@ -10,29 +11,20 @@ import gc
 import multiprocessing as mp
 import resource
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from typing import Any
 
-from vllmbench.harness.client import ENDPOINTS, body_for
-from vllmbench.harness.h1 import Client
 from vllmbench.harness.config import RunConfig
 from vllmbench.harness.dataset import PromptItem
 from vllmbench.harness.records import RequestRecord
 from vllmbench.harness.schedule import request_count, send_offsets, split
+from vllmbench.harness.sender import Live, merge_snapshots, send_slice
+from vllmbench.harness.trust import ClientFacts
 
 Progress = Callable[[dict[str, Any]], None]
-MAX_WARM_CONNECTIONS = 1024
-
-
-def warm_connections(n: int, offsets: list[int], cap: int) -> int:
-    """Connections to open before a rate stage: one second of this process's requests
-    (LLM requests last about that long or more, so the load needs them anyway), at least
-    8, at most 1024, the in-flight cap or the stage's requests. More are opened as needed."""
-    span_s = max(offsets[-1] / 1e9, 1e-3) if offsets else 1.0
-    per_second = n / span_s if n > 1 else 1
-    return max(0, min(n, cap or MAX_WARM_CONNECTIONS, MAX_WARM_CONNECTIONS, max(8, int(per_second))))
+PROGRESS_EVERY_S = 0.5
 
 
 @dataclass
@@ -53,6 +45,8 @@ class StageResult:
     wall_s: float
     cpu_s_by_process: list[float] = field(default_factory=list)
     model: str = ""
+    clients: list[ClientFacts] = field(default_factory=list)
+    t0_ns: int = 0  # the monotonic time record times are relative to
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -66,141 +60,6 @@ def new_loop() -> asyncio.AbstractEventLoop:
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-class _Live:
-    """Counters the progress display reads; updated with a few integer operations per request."""
-
-    def __init__(self) -> None:
-        self.done = self.in_flight = self.errors = 0
-        self.ttfts: list[float] = []
-
-    def finished(self, rec: RequestRecord) -> None:
-        self.in_flight -= 1
-        self.done += 1
-        if rec.error:
-            self.errors += 1
-        elif rec.token_ns and len(self.ttfts) < 100_000:
-            self.ttfts.append((rec.token_ns[0] - rec.sent_ns) / 1e6)
-
-
-async def _send_slice(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int],
-                      indices: list[int], *, t0: int, worker: int, progress: Progress | None) -> list[RequestRecord]:
-    """Send this process's share of a stage. Requests are started by plain calls and end in
-    callbacks (:mod:`vllmbench.harness.h1`): no task per request and no wake-up per chunk."""
-    url = cfg.url.rstrip("/") + ENDPOINTS[cfg.endpoint]
-    loop = asyncio.get_running_loop()
-    cap = cfg.max_in_flight or 0
-    live = _Live()
-    records: list[RequestRecord] = []
-    now = time.monotonic_ns
-    client = Client(url, timeout_s=cfg.timeout_s, api_key=cfg.api_key, t0=t0,
-                    max_connections=cap or (stage.concurrency or 0) or 100_000)
-    waiting: deque[tuple[RequestRecord, bytes, int, int]] = deque()
-    active = 0
-    finished = loop.create_future()
-    expected = len(indices) if stage.mode == "rate" else -1
-
-    def done(rec: RequestRecord) -> None:
-        nonlocal active
-        active -= 1
-        live.finished(rec)
-        if waiting:
-            nxt, body, planned, queued = waiting.popleft()
-            nxt.cap_wait_ns = now() - queued
-            launch(nxt, body, planned)
-        if live.done == expected and not finished.done():
-            finished.set_result(None)
-
-    def launch(rec: RequestRecord, body: bytes, planned_input: int) -> None:
-        nonlocal active
-        active += 1
-        client.start(rec, body, stream=cfg.stream, planned_input=planned_input, on_done=done)
-
-    def submit(rec: RequestRecord, body: bytes, planned_input: int) -> None:
-        live.in_flight += 1
-        if cap and active >= cap:
-            waiting.append((rec, body, planned_input, now()))
-        else:
-            launch(rec, body, planned_input)
-
-    def new_record(i: int, scheduled: int) -> RequestRecord:
-        return RequestRecord(index=i, scheduled_ns=scheduled, worker=worker,
-                             request_id=f"{cfg.run_id}-s{stage.index}-{i}")
-
-    async def report() -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            progress({"done": live.done, "in_flight": live.in_flight, "errors": live.errors,  # type: ignore[misc]
-                      "elapsed_s": (now() - t0) / 1e9, "ttfts": live.ttfts[-200:]})
-
-    reporter = loop.create_task(report()) if progress else None
-    try:
-        if stage.mode == "rate":
-            bodies = [body_for(cfg.endpoint, model, items[i], stream=cfg.stream) for i in indices]
-            # Connections opened before the clock starts, so that the first second is not spent connecting.
-            await client.warm(warm_connections(len(indices), offsets, cap))
-        await _sleep_until(t0)
-        if stage.mode == "rate":
-            for k, i in enumerate(indices):
-                target = t0 + offsets[i]
-                if target > now():
-                    await _sleep_until(target)
-                rec = new_record(i, offsets[i])
-                records.append(rec)
-                submit(rec, bodies[k], items[i].input_tokens)
-            if expected:
-                await finished
-        else:
-            deadline = t0 + int((cfg.duration_s or 1e9) * 1e9)
-            counter = iter(range(len(items)))
-
-            async def lane() -> None:
-                for i in counter:
-                    if now() >= deadline:
-                        return
-                    rec = new_record(i, max(0, now() - t0))
-                    records.append(rec)
-                    live.in_flight += 1
-                    await client.request(rec, body_for(cfg.endpoint, model, items[i], stream=cfg.stream),
-                                         stream=cfg.stream, planned_input=items[i].input_tokens)
-                    live.finished(rec)
-
-            await asyncio.gather(*(lane() for _ in range(stage.concurrency or 1)))
-    finally:
-        if reporter:
-            reporter.cancel()
-        client.close()
-        await asyncio.sleep(0)
-    return records
-
-
-async def _sleep_until(target: int) -> None:
-    """Sleep until the monotonic time ``target`` (ns). uvloop rounds a timer to the
-    millisecond: a sleep that ends early is followed by another (a remainder under half a
-    millisecond costs a few zero-length sleeps, which still serve every socket that is
-    ready), and one can end up to about a millisecond late. Spinning until the exact nanosecond was measured: it
-    bought 0.2 ms of schedule-delay p50 for 20% more CPU per token, and on two shared
-    cores that CPU came back as a worse p99."""
-    now = time.monotonic_ns
-    wait = target - now()
-    while wait > 0:
-        await asyncio.sleep(wait / 1e9)
-        wait = target - now()
-
-
-def _worker_main(conn: Any, cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int],
-                 indices: list[int], worker: int) -> None:
-    loop = new_loop()
-    asyncio.set_event_loop(loop)
-    _quiet_gc()
-    conn.send("ready")
-    t0 = conn.recv()
-    cpu = _cpu()
-    records = loop.run_until_complete(_send_slice(cfg, model, stage, items, offsets, indices, t0=t0, worker=worker, progress=None))
-    conn.send((records, _cpu() - cpu))
-    conn.close()
-    loop.close()
 
 
 def plan(cfg: RunConfig, stage: Stage) -> tuple[int, list[int]]:
@@ -228,30 +87,66 @@ def _restore_gc() -> None:
     gc.unfreeze()
 
 
+async def _with_progress(main: Any, live: Live, report: Callable[[dict[str, Any]], None] | None) -> Any:
+    """Run ``main`` while ``report(live counts)`` is called every half second."""
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            report(live.snapshot())  # type: ignore[misc]
+
+    reporter = asyncio.get_running_loop().create_task(loop()) if report else None
+    try:
+        return await main
+    finally:
+        if reporter:
+            reporter.cancel()
+
+
+def _slice(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int], indices: list[int],
+           *, t0: int, worker: int, report: Callable[[dict[str, Any]], None] | None) -> tuple[list[RequestRecord], ClientFacts, float]:
+    """This process's share of the stage on a fresh loop with the collector off: (records, its facts, CPU s)."""
+    loop = new_loop()
+    live = Live()
+    try:
+        _quiet_gc()
+        cpu = _cpu()
+        records, facts = loop.run_until_complete(_with_progress(
+            send_slice(cfg, model, stage.mode, stage.concurrency, f"{cfg.run_id}-s{stage.index}", items, offsets,
+                       indices, t0=t0, worker=worker, live=live), live, report))
+        return records, facts, _cpu() - cpu
+    finally:
+        _restore_gc()
+        loop.close()
+
+
 def run_stage(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int], *,
               progress: Progress | None = None) -> StageResult:
     started = dt.datetime.now(dt.timezone.utc)
     wall = time.monotonic()
     if cfg.workers <= 1 or stage.mode != "rate":
-        loop = new_loop()
-        try:
-            cpu = _cpu()
-            _quiet_gc()
-            t0 = time.monotonic_ns() + 300_000_000  # bodies encoded and connections opened before it
-            records = loop.run_until_complete(
-                _send_slice(cfg, model, stage, items, offsets, list(range(len(items))), t0=t0, worker=0, progress=progress))
-            cpu_list = [_cpu() - cpu]
-        finally:
-            _restore_gc()
-            loop.close()
+        t0 = time.monotonic_ns() + 300_000_000  # bodies encoded and connections opened before it
+        report = (lambda snap: progress({**snap, "elapsed_s": (time.monotonic_ns() - t0) / 1e9})) if progress else None
+        records, facts, cpu = _slice(cfg, model, stage, items, offsets, list(range(len(items))), t0=t0, worker=0,
+                                     report=report)
+        cpu_list, clients = [cpu], [facts]
     else:
-        records, cpu_list = _run_workers(cfg, model, stage, items, offsets)
+        records, cpu_list, clients, t0 = _run_workers(cfg, model, stage, items, offsets, progress)
     return StageResult(stage, records, offsets, started, dt.datetime.now(dt.timezone.utc),
-                       time.monotonic() - wall, cpu_list, model)
+                       time.monotonic() - wall, cpu_list, model, clients, t0)
 
 
-def _run_workers(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem],
-                 offsets: list[int]) -> tuple[list[RequestRecord], list[float]]:
+def _worker_main(conn: Any, cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int],
+                 indices: list[int], worker: int) -> None:
+    conn.send("ready")
+    t0 = conn.recv()
+    records, facts, cpu = _slice(cfg, model, stage, items, offsets, indices, t0=t0, worker=worker,
+                                 report=lambda snap: conn.send(("progress", snap)))
+    conn.send(("done", records, cpu, facts))
+    conn.close()
+
+
+def _run_workers(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int],
+                 progress: Progress | None) -> tuple[list[RequestRecord], list[float], list[ClientFacts], int]:
     ctx = mp.get_context("spawn")
     procs, pipes = [], []
     for worker, indices in enumerate(split(offsets, cfg.workers)):
@@ -267,19 +162,30 @@ def _run_workers(cfg: RunConfig, model: str, stage: Stage, items: list[PromptIte
         t0 = time.monotonic_ns() + 500_000_000
         for pipe in pipes:
             pipe.send(t0)
-        records: list[RequestRecord] = []
-        cpu: list[float] = []
-        limit = (offsets[-1] / 1e9) + cfg.timeout_s + 60
-        for pipe in pipes:
-            if not pipe.poll(limit):
+        results: dict[int, tuple[list[RequestRecord], float, ClientFacts]] = {}
+        snapshots: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + (offsets[-1] / 1e9) + cfg.timeout_s + 60
+        while len(results) < len(pipes):
+            if time.monotonic() > deadline:
                 raise RuntimeError("a load worker did not finish in time")
-            recs, seconds = pipe.recv()
-            records += recs
-            cpu.append(seconds)
+            for pipe in wait([p for w, p in enumerate(pipes) if w not in results], timeout=1.0):
+                worker = pipes.index(pipe)  # type: ignore[arg-type]
+                try:
+                    message = pipe.recv()  # type: ignore[union-attr]
+                except EOFError:
+                    raise RuntimeError(f"load worker {worker} exited without its results") from None
+                if message[0] == "progress":
+                    snapshots[worker] = message[1]
+                else:  # its last counts stay in the line until the stage ends
+                    results[worker] = message[1], message[2], message[3]
+                    snapshots[worker] = {"done": len(message[1]), "in_flight": 0, "ttfts": [],
+                                         "errors": sum(1 for r in message[1] if r.error)}
+                if progress:
+                    progress(merge_snapshots([snapshots[w] for w in sorted(snapshots)], (time.monotonic_ns() - t0) / 1e9))
     finally:
         for proc in procs:
             proc.join(5)
             if proc.is_alive():
                 proc.kill()
-    records.sort(key=lambda r: r.index)
-    return records, cpu
+    records = sorted((r for recs, _, _ in results.values() for r in recs), key=lambda r: r.index)
+    return records, [results[w][1] for w in sorted(results)], [results[w][2] for w in sorted(results)], t0

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from vllmbench.models.results import StandardizedRecord
+from vllmbench.models.results import StandardizedRecord, Trust
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -35,6 +35,21 @@ def table(records: list[StandardizedRecord]) -> Table:
     return t
 
 
+def client_line(trust: Trust | None) -> str:
+    """What the client measured of itself: its CPU, how late its event loop ran, what that did to the TTFT p50."""
+    if trust is None:
+        return "client CPU -"
+    line = f"client CPU {_f(trust.client_cpu_percent, 0)}% of one core"
+    late = trust.loop_lateness_ms
+    if late is not None:
+        line += f", event loop late p50/p99/max {late.p50:.2f}/{late.p99:.1f}/{late.max:.0f} ms"
+        if trust.ttft_p50_inflation_ms is not None:
+            line += f" (TTFT p50 raised by about {trust.ttft_p50_inflation_ms:.2f} ms)"
+    if trust.cpu_wait_percent is not None:
+        line += f", waited for a CPU {trust.cpu_wait_percent:.0f}% of the time"
+    return line
+
+
 def print_summary(console: Console, records: list[StandardizedRecord], saturation: dict[str, Any] | None) -> None:
     console.print(table(records))
     for r in records:
@@ -48,8 +63,7 @@ def print_summary(console: Console, records: list[StandardizedRecord], saturatio
         if res.trust and not res.trust.trustworthy:
             for reason in res.trust.reasons:
                 console.print(f"[red]stage {r.run.stage} untrustworthy:[/red] {reason}")
-        cpu = res.trust.client_cpu_percent if res.trust else None
-        console.print(f"stage {r.run.stage}: client CPU {_f(cpu, 0)}% of one core; token counts from {res.token_counts_from}"
+        console.print(f"stage {r.run.stage}: {client_line(res.trust)}; token counts from {res.token_counts_from}"
                       + ("" if r.scenario.load.unique_prompts else "; prompts NOT unique: prefix caching may flatter the server"))
     if saturation:
         console.print(f"saturation: sustained {saturation.get('sustained_rate_rps')} req/s, "

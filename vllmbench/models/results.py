@@ -205,6 +205,16 @@ class Trust(Strict):
     achieved_rate_rps: float | None = Field(None, ge=0)
     client_cpu_percent: float | None = Field(None, ge=0)
     cap_wait_ms: Stats | None = Field(None, description="Time requests waited for the in-flight cap.")
+    loop_lateness_ms: Stats | None = Field(
+        None, description="How late the client's event loop ran, sampled every 2 ms through the stage (every process).")
+    ttft_p50_inflation_ms: float | None = Field(
+        None, ge=0, description="Estimated rise of the TTFT p50 caused by the client's own lateness.")
+    coalesced_tokens_percent: float | None = Field(
+        None, ge=0, description="Streamed tokens read together with an earlier one although the server sent them apart.")
+    cpu_wait_percent: float | None = Field(
+        None, ge=0, description="Share of the stage the busiest client process was ready to run but waited for a CPU.")
+    cpu_throttled_percent: float | None = Field(
+        None, ge=0, description="Share of the stage a CPU limit (cgroup quota) stopped the most throttled client process.")
     trustworthy: bool = True
     reasons: list[str] = Field(default_factory=list)
 

@@ -9,6 +9,7 @@ are supported; chunked request bodies are refused with 411.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -29,6 +30,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    received_ns: int = 0  # when the read that completed the request returned (monotonic)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -43,6 +45,8 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = False
         self.keep_alive = True
         self.continued = False
+        self.read_ns = 0
+        self.queued = False
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -52,12 +56,18 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = True
 
     def data_received(self, data: bytes) -> None:
+        # Timestamped here and answered after every read of this loop iteration: requests that
+        # arrive together are each stamped when read, not after the ones handled before them
+        # (a burst of 10 once made the last one's arrival 0.5 ms late, and its TTFT that much short).
+        self.read_ns = time.monotonic_ns()
         self.buf += data
-        if not self.busy:
-            self._process()
+        if not self.busy and not self.queued:
+            self.queued = True
+            asyncio.get_running_loop().call_soon(self._process)
 
     # parsing
     def _process(self) -> None:
+        self.queued = False
         while not self.busy and not self.closed and self.buf:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
@@ -94,7 +104,7 @@ class HttpProtocol(asyncio.Protocol):
             self.keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
             path, _, query = target.partition("?")
             self.busy = True
-            self.handler(Request(method, path, parse_qs(query), headers, body), self)
+            self.handler(Request(method, path, parse_qs(query), headers, body, self.read_ns), self)
 
     def _fail(self, status: int) -> None:
         self.keep_alive = False
@@ -143,7 +153,8 @@ class HttpProtocol(asyncio.Protocol):
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
-        elif self.buf:
+        elif self.buf and not self.queued:
+            self.queued = True
             asyncio.get_running_loop().call_soon(self._process)
 
 

@@ -118,7 +118,7 @@ class Simulator:
         return model
 
     def _generate(self, req: Request, proto: HttpProtocol, *, chat: bool) -> None:
-        arrival = time.monotonic_ns()
+        arrival = req.received_ns or time.monotonic_ns()
         body = self._parse(req, proto)
         if body is None:
             return

@@ -75,9 +75,20 @@ def test_a_good_run_writes_its_files(sim, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("\n".join(json.dumps({"prompt": f"hello world {i}", "max_tokens": 3}) for i in range(3)))
     proc = vllmbench("run", "--url", sim.url, "--rate", "20", "--requests", "6", "--quiet", "--dataset", "jsonl",
-                     "--dataset-path", str(prompts), "--out", str(tmp_path / "out"), "--strict")
+                     "--dataset-path", str(prompts), "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
+    assert "event loop late p50/p99/max" in proc.stdout
     lines = (tmp_path / "out" / "requests.jsonl").read_text().splitlines()
     assert len(lines) == 6 and json.loads(lines[0])["output_tokens"] == 3
     [record] = json.loads((tmp_path / "out" / "records.json").read_text())
     assert record["results"]["requests"]["succeeded"] == 6
+
+
+def test_strict_exits_3_when_a_stage_cannot_be_trusted(sim):
+    """One request in flight at a time against 20 requests/s of 100 ms each: they wait for the
+    cap, which the run reports and --strict turns into exit 3 (whatever the machine's load)."""
+    proc = vllmbench("run", "--url", sim.url, "--rate", "20", "--requests", "6", "--quiet", "--input-len", "4",
+                     "--output-len", "16", "--max-in-flight", "1", "--strict")
+    assert proc.returncode == 3, proc.stderr
+    assert "waited for the in-flight cap of 1" in proc.stdout
+    assert "untrustworthy" in one_error_line(proc)

@@ -24,11 +24,17 @@ def test_ttft_and_itl_match_the_simulator_and_its_record(sim, endpoint):
     assert res.latency.itl.p50 == pytest.approx(5.0, abs=1.5)
     assert res.latency.tpot.p50 == pytest.approx(5.0, abs=0.5)
     assert res.token_counts_from == "server"
-    assert res.trust.trustworthy, res.trust.reasons
+    # Whether this client can be trusted on a shared machine is test_starved_client.py's subject, under
+    # controlled priorities; here the figures are checked against the truth directly.
+    assert res.trust.loop_lateness_ms.count > 0 and res.trust.ttft_p50_inflation_ms is not None
     truth = {r["client_request_id"]: r for r in sim.truth() if r["client_request_id"]}
     errors = []
+    t0 = report.stages[0].t0_ns
     for rec in report.stages[0].records:
         t = truth[rec.request_id]
+        # One clock for both: the simulator stamps a request when it reads it, after the client wrote it,
+        # and its first token after that by at least the TTFT it was told (timers may fire 1 ms early).
+        assert t0 + rec.sent_ns <= t["arrival_ns"] <= t["first_token_ns"] - 19_000_000
         assert rec.output_tokens == t["output_tokens"] == 16
         assert rec.input_tokens == t["prompt_tokens"] == 32
         assert len(rec.token_ns) == 16
@@ -66,14 +72,21 @@ def test_non_streaming_and_concurrency_mode(sim):
     assert report.records[0].scenario.load.concurrency == 4
 
 
-def test_two_worker_processes_share_one_schedule(sim):
-    report = run_benchmark(config(sim.url, workers=2, rates=(40.0,), duration_s=1.5, run_id="w"))
+def test_two_worker_processes_share_one_schedule_and_the_live_progress_counts_both(sim):
+    snapshots = []
+    report = run_benchmark(config(sim.url, workers=2, rates=(40.0,), duration_s=1.5, run_id="w"),
+                           progress=snapshots.append)
     recs = report.stages[0].records
     assert {r.worker for r in recs} == {0, 1}
     assert [r.index for r in recs] == list(range(60))
     res = report.records[0].results
     assert res.requests.succeeded == 60 and res.trust.achieved_rate_rps == pytest.approx(40, rel=0.1)
     assert len(report.stages[0].cpu_s_by_process) == 2
+    # Each worker measured itself; the progress line ends at every worker's requests, not one worker's 30.
+    assert sorted(c.worker for c in report.stages[0].clients) == [0, 1]
+    assert res.trust.loop_lateness_ms.count > 0
+    assert snapshots and snapshots[-1]["done"] == 60 and snapshots[-1]["in_flight"] == 0
+    assert all(s["done"] <= 60 and s["elapsed_s"] >= 0 for s in snapshots)
 
 
 def test_a_sweep_finds_the_saturation_of_a_server_with_a_known_limit():

@@ -10,10 +10,17 @@ USAGE = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":5,"completion_to
 DONE = b"data: [DONE]\n\n"
 
 
+FINAL_WITH_USAGE = (b'data: {"id":"c","choices":[{"index":0,"text":" end","finish_reason":"length"}],'
+                    b'"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}\n\n')
+EMPTY_WITH_USAGE = (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}],'
+                    b'"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n')
+
+
 def feed(*chunks: bytes) -> StreamState:
     state = StreamState()
     for t, chunk in enumerate(chunks):
         state.feed(chunk, t * 10)
+    state.close()
     return state
 
 
@@ -29,6 +36,10 @@ def feed(*chunks: bytes) -> StreamState:
     ((COMPLETION, b"garbage line\n\n"), [0], None, False, "malformed_sse"),
     ((COMPLETION, b'data: {"error":{"message":"boom","code":500}}\n\n'), [0], None, False, "stream_error"),
     ((COMPLETION,), [0], None, False, None),
+    ((COMPLETION, COMPLETION, FINAL_WITH_USAGE, DONE), [0, 10, 20], 3, True, None),  # usage in the last token event
+    ((CONTENT, CONTENT, EMPTY_WITH_USAGE, DONE), [0, 10], 2, True, None),          # usage beside an empty token
+    ((COMPLETION[:-1], b"\n" + COMPLETION, DONE), [10, 10], None, True, None),      # the blank line split in two
+    ((COMPLETION.replace(b"\n\n", b"\r\n\r"), b"\n", DONE), [10], None, True, None),  # CR here, its LF in the next read
 ])
 def test_stream_parsing(chunks, tokens, usage, done, error):
     state = feed(*chunks)
@@ -36,3 +47,15 @@ def test_stream_parsing(chunks, tokens, usage, done, error):
     assert (state.usage or {}).get("completion_tokens") == usage
     assert state.done is done
     assert state.error == error
+
+
+def test_a_32_mb_event_arriving_in_pieces_is_joined_once_and_read_right():
+    text = "x" * (32 * 1024 * 1024)
+    event = ('data: {"id":"c","choices":[{"index":0,"text":"%s","finish_reason":null}]}\n\n' % text).encode()
+    state = StreamState()
+    for i in range(0, len(event), 65536):
+        state.feed(event[i : i + 65536], i)
+        if i + 65536 < len(event):
+            assert len(state.parts) == i // 65536 + 1  # kept as pieces, not joined again on every read
+    state.feed(DONE, 1)
+    assert state.token_ns == [len(event) // 65536 * 65536] and state.done and state.parts == []
