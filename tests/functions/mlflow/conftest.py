@@ -19,6 +19,9 @@ from tests.fixtures.mlflow_rest import MlflowRest
 from tests.integration.gitops import gitutil
 from tests.integration.gitops.gitutil import Person, make_remote
 from vllmbench.mlflow.server import MlflowServer
+from vllmbench.settings import load_settings
+
+WEBHOOK_SECRET = "whsec-test-only"  # a test value, never a real one
 
 
 class RecordingBroker:
@@ -67,6 +70,14 @@ class Setup:
     def function(self, **overrides: Any) -> ServedFunction:
         return self.serve("mlflow_poll", **{**self.settings, **overrides})
 
+    def with_webhook(self, secret: str = WEBHOOK_SECRET, **overrides: Any) -> ServedFunction:
+        """The function with its webhook URL (known once it listens) and secret."""
+        served = self.function(mlflow_webhook_secret=secret, **overrides)
+        self.settings = {**self.settings, "mlflow_webhook_secret": secret,
+                         "mlflow_webhook_url": f"{served.url}/webhooks/mlflow", **overrides}
+        served.app.configure(load_settings(**self.settings))
+        return served
+
     def log(self) -> list[str]:
         return gitutil.log(self.remote)
 
@@ -84,10 +95,13 @@ class Setup:
 
 @pytest.fixture
 def setup(tmp_path: Path, serve_function: Callable[..., ServedFunction], mlflow_server: MlflowServer,
-          mlflow: MlflowRest) -> Iterator[Setup]:
+          mlflow: MlflowRest, mongo_url: str, database_name: str) -> Iterator[Setup]:
     remote = make_remote(tmp_path / "gitops.git", {"README.md": "config\n"})
     broker = RecordingBroker()
     settings = {"gitops_repo_url": str(remote), "git_cache_dir": tmp_path / "cache", "data_dir": tmp_path,
-                "mlflow_tracking_uri": mlflow_server.url, "broker_url": broker.url, "mlflow_timeout_s": 5}
+                "mlflow_tracking_uri": mlflow_server.url, "broker_url": broker.url, "mlflow_timeout_s": 5,
+                "mongo_url": mongo_url, "database": database_name, "mongo_timeout_ms": 1500}
     yield Setup(remote, Person(remote, tmp_path / "person"), mlflow, broker, serve_function, settings)
     broker.close()
+    for hook in mlflow.webhooks():  # the server outlives the test: its webhooks must not
+        mlflow.delete_webhook(hook["webhook_id"])
