@@ -100,3 +100,18 @@ class MlflowServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+
+def embedded(data_dir: Path, port: int, *, webhook_url: str, log: Path) -> tuple[MlflowServer, dict[str, str]]:
+    """The embedded stack's MLflow server (not started yet) and what the functions need to
+    reach it: its URL, and our webhook's URL and secret (made once per data folder)."""
+    server = MlflowServer(data_dir, port, log=log, webhook_cache_ttl_s=5)
+    secret_file = data_dir / "vllmbench-webhook-secret"
+    if not secret_file.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.urlsafe_b64encode(os.urandom(24)).decode())
+    env = {"MLFLOW_TRACKING_URI": server.url, "VLLMBENCH_MLFLOW_WEBHOOK_URL": webhook_url,
+           "VLLMBENCH_MLFLOW_WEBHOOK_SECRET": secret_file.read_text().strip()}
+    return server, env

@@ -1,0 +1,59 @@
+"""`vllmbench up --mlflow`: a version registered in the stack's MLflow becomes a ModelServer
+commit in the stack's Git remote by itself (webhook, the seeded rule), with nothing else done.
+
+The last step of the loop (the vLLM service places it, an evaluation judges it) needs
+the vLLM service and the evaluations; here the chain ends at the commit and the
+``dev.vllmbench.model.version.registered`` event that starts it."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+
+import pytest
+import requests
+
+from tests.fixtures.mlflow_rest import MlflowRest
+from tests.integration.gitops import gitutil
+from vllmbench.embedded.processes import free_port
+from vllmbench.embedded.stack import Stack
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_version_registered_in_the_stacks_mlflow_is_committed_without_anything_else(tmp_path):
+    offset = random.randrange(10000, 24000, 10)  # every port below the ephemeral range (32768-)
+    stack = Stack(tmp_path / "data", port_offset=offset, broker_port=offset + 8090, mongo_port=free_port(),
+                  out=io.StringIO(), mlflow=True).start()
+    try:
+        assert stack.mlflow_server.url in stack.out.getvalue()
+        mlflow = MlflowRest(stack.mlflow_server.url)
+        fn = stack.url("mlflow_poll")
+        first = requests.post(fn + "/poll", timeout=60)  # registers the webhook (a tick would, within a minute)
+        assert first.status_code == 200, first.text
+        connections = requests.get(fn + "/connections", timeout=30).json()
+        assert connections["mlflow"]["version"] and connections["git"]["reachable"]
+        assert connections["webhook"]["registered"] is True, connections["webhook"]
+        assert connections["rules"]["paths"] == ["projects/demo/mlflow/demo-models.yaml"]
+        time.sleep(5.5)  # the stack's MLflow caches its webhook list for 5 s
+
+        mlflow.create_model("demo-chat")
+        version = mlflow.create_version("demo-chat", "s3://models/demo-chat/1", hf_model="facebook/opt-125m")
+        remote = tmp_path / "data" / "gitops.git"
+        path = f"models/default/demo-chat-v{version}.yaml"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and path not in gitutil.git(
+                "--git-dir", str(remote), "ls-tree", "-r", "--name-only", "main"):
+            time.sleep(0.3)
+        content = gitutil.show(remote, path)
+        assert "model_name: facebook/opt-125m" in content and "gpu_resource_type: cpu" in content
+        assert gitutil.log(remote)[0].split(" ", 1)[1].startswith(f"MLflow: demo-chat version {version} as")
+        versions = requests.get(fn + "/models/demo-chat/versions", timeout=10).json()["versions"]
+        assert versions[0]["benchmark"]["project"] == "demo" and versions[0]["benchmark"]["profile"] == "chat-short"
+        # the Manager mirrors the seeded rule as a checked file of its own kind
+        files = requests.get(stack.url("sync") + "/projects/demo/files", timeout=10).json()["files"]
+        rule = next(f for f in files if f["path"] == "mlflow/demo-models.yaml")
+        assert rule["kind"] == "mlflow_rule" and rule["status"] == "ok"
+    finally:
+        stack.stop()
