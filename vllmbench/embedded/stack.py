@@ -54,12 +54,15 @@ class Stack:
         self._take_lock()
         try:
             self._check_ports()
+            self._start_mlflow()  # it gets ready (about 5-15 s) while the rest starts
             url = self._start_database()
             self._boot_runtime()
-            self._start_mlflow()
             repo_url = self._ensure_git_remote()
             self._start_functions(url, repo_url)
             self._start_broker()
+            if self.mlflow_server is not None:
+                self.mlflow_server.wait()
+                self._say(f"mlflow       {self.mlflow_server.url}  (UI and REST API; SQLite in {self.data_dir / 'mlflow'})")
             if not os.environ.get("GITOPS_REPO_URL"):
                 self._register_example_project(repo_url)
             self._place_model_servers()
@@ -159,9 +162,7 @@ class Stack:
         self.mlflow_server, self.mlflow_env = embedded(
             self.data_dir / "mlflow", self.mlflow_port + self.port_offset, log=self.data_dir / "logs" / "mlflow.log",
             webhook_url=f"{self.url('mlflow_poll')}/webhooks/mlflow")
-        self.mlflow_server.start()
-        self._say(f"mlflow       {self.mlflow_server.url}  (MLflow {self.mlflow_server.url}/#/models; SQLite in "
-                  f"{self.data_dir / 'mlflow'})")
+        self.mlflow_server.start(wait=False)
 
     def _ensure_git_remote(self) -> str:
         configured = os.environ.get("GITOPS_REPO_URL")

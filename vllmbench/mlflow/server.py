@@ -79,7 +79,9 @@ class MlflowServer:
             "MLFLOW_WEBHOOK_CACHE_TTL": str(self.webhook_cache_ttl_s),
         }
 
-    def start(self, timeout_s: float = 120.0) -> "MlflowServer":
+    def start(self, timeout_s: float = 120.0, *, wait: bool = True) -> "MlflowServer":
+        """Start the server; with ``wait=False`` it gets ready while the caller does other work
+        (:meth:`wait` then)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(mlflow_binary()), "server",
@@ -89,6 +91,10 @@ class MlflowServer:
             "--workers", "1",
         ]
         self.process = Process("mlflow", argv, log=self.log, env=self.env(), cwd=self.data_dir).start()
+        return self.wait(timeout_s) if wait else self
+
+    def wait(self, timeout_s: float = 120.0) -> "MlflowServer":
+        assert self.process is not None, "start() first"
         wait_until(lambda: http_ok(f"{self.url}/health"), timeout_s=timeout_s, what="MLflow",
                    process=self.process.popen, log=self.log)
         return self

@@ -16,6 +16,8 @@ import hmac
 import json
 from typing import Any
 
+from pydantic import ValidationError
+
 from vllmbench.errors import UserError, ValidationFailed, VllmbenchError
 from vllmbench.mlflow.client import MlflowClient
 from vllmbench.models.mlflow import WebhookPayload
@@ -67,8 +69,9 @@ def parse(body: bytes) -> WebhookPayload:
         raise UserError("the webhook body must be a JSON object {entity, action, timestamp, data}")
     try:
         return WebhookPayload.model_validate(document)
-    except Exception as exc:
-        raise ValidationFailed(f"not an MLflow webhook payload: {exc}") from exc
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors(include_url=False))
+        raise ValidationFailed(f"not an MLflow webhook payload {{entity, action, timestamp, data}}: {fields}") from exc
 
 
 def targets(payload: WebhookPayload) -> tuple[str | None, tuple[int, ...]]:
