@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitops import kinds
 from gitops.changes import blob_sha
 from vllmbench.errors import Conflict, UserError, ValidationFailed
 from vllmbench.logs import get_logger, info
@@ -265,7 +264,6 @@ class Poller:
 
     def _files(self, loaded: LoadedRule, record: ModelVersionRecord) -> tuple[dict[str, bytes], str]:
         path, content, document = render.server_file(loaded, record)
-        kinds.validate("model_server", [document], path=path)
         files = {path: content}
         if loaded.rule.helm_values:
             values, text = render.values_file(loaded, record, document)
@@ -314,9 +312,8 @@ class Poller:
             record = self.store.version(name, holder)
             if record is None or record.status != "READY":
                 continue
-            path, content, document = render.server_file(loaded, record, alias=alias)
             try:
-                kinds.validate("model_server", [document], path=path)
+                path, content, document = render.server_file(loaded, record, alias=alias)
             except ValidationFailed as exc:
                 outcome.refused.append({"model": name, "alias": alias, "reason": exc.message})
                 continue

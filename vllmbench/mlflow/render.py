@@ -2,9 +2,10 @@
 
 - ``models/<ns>/<model>-v<N>.yaml``: the ModelServer, rendered from the rule's
   template. Each string value of the template is a Jinja2 template (sandboxed, strict:
-  an unknown name is an error naming the field); a value that is a single expression
-  keeps a number's or a boolean's type. Values are rendered into the mapping, never
-  into YAML text, so a tag's value cannot inject YAML.
+  an unknown name is an error naming the field). Values are rendered into the mapping,
+  never into YAML text, so a tag's value cannot inject YAML; the mapping is then read
+  by the ModelServer schema (``gitops.kinds``), and what it read is what is written:
+  ``"4096"`` from a template becomes the number a ``max_model_len`` is.
 - ``models/<ns>/<model>-<alias>.yaml``: the same for the version that holds an alias
   the rule follows. Aliases are in no other file, so an alias moving rewrites this
   file only.
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from gitops import kinds
 from vllmbench.errors import ValidationFailed
 from vllmbench.mlflow import names
 from vllmbench.mlflow.records import user_tags
@@ -29,9 +31,6 @@ from vllmbench.mlflow.rules import LoadedRule
 from vllmbench.models.mlflow import ModelVersionRecord
 
 AUTHOR = "vllmbench-mlflow"
-_WHOLE_EXPRESSION = re.compile(r"^\{\{[^{}]*\}\}$")
-_INT = re.compile(r"^-?\d+$")
-_FLOAT = re.compile(r"^-?\d+\.\d*(e[-+]?\d+)?$", re.I)
 
 
 def version_path(namespace: str, model: str, version: int) -> str:
@@ -90,7 +89,7 @@ def render_server(loaded: LoadedRule, record: ModelVersionRecord, *, server_name
                                    f"{record.version}: {exc}",
                                    details=[{"loc": [loaded.path, *where.split(".")], "msg": str(exc),
                                              "expected": "a template whose names exist (docs/mlflow.md)"}]) from exc
-        return _native(text) if _WHOLE_EXPRESSION.match(value.strip()) else text
+        return text
 
     rendered: dict[str, Any] = {"name": server_name, "namespace": loaded.rule.namespace}
     rendered.update(walk(loaded.rule.server, "server"))
@@ -98,15 +97,12 @@ def render_server(loaded: LoadedRule, record: ModelVersionRecord, *, server_name
     return rendered
 
 
-def _native(text: str) -> Any:
-    stripped = text.strip()
-    if _INT.match(stripped):
-        return int(stripped)
-    if _FLOAT.match(stripped):
-        return float(stripped)
-    if stripped in ("true", "True", "false", "False"):
-        return stripped.lower() == "true"
-    return text
+def typed(document: dict[str, Any], *, path: str) -> dict[str, Any]:
+    """``document`` as the ModelServer schema reads it; :class:`ValidationFailed` naming the
+    file and field when it does not."""
+    kinds.validate("model_server", [document], path=path)
+    schema = kinds.SCHEMAS["model_server"]
+    return schema.model_validate(document).model_dump(mode="json", exclude_unset=True)
 
 
 def _comment(text: str, limit: int = 200) -> str:
@@ -141,7 +137,7 @@ def server_file(loaded: LoadedRule, record: ModelVersionRecord, *, alias: str | 
     else:
         path, name = version_path(namespace, record.model, record.version), names.version_server(record.model,
                                                                                                  record.version)
-    document = render_server(loaded, record, server_name=name, alias=alias)
+    document = typed(render_server(loaded, record, server_name=name, alias=alias), path=path)
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return path, (header(loaded, record, alias=alias) + body).encode(), document
 

@@ -88,9 +88,15 @@ class MlflowRule(Strict):
     @field_validator("server")
     @classmethod
     def _template(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from vllmbench.models.servers import ModelServerSpec
+
         for owned in ("name", "namespace"):
             if owned in value:
                 raise ValueError(f"server.{owned} is set by the rule (<model>-v<N> in its namespace); remove it")
+        unknown = sorted(set(value) - set(ModelServerSpec.model_fields))
+        if unknown:
+            raise ValueError(f"server.{unknown[0]} is not a field of a ModelServer (vllmbench/models/servers.py); "
+                             f"known: {', '.join(sorted(set(ModelServerSpec.model_fields) - {'name', 'namespace'}))}")
         for where, text in _strings(value, "server"):
             problem = template_problem(text)
             if problem:

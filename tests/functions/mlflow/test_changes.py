@@ -126,3 +126,19 @@ def test_a_template_that_does_not_render_refuses_the_version_with_the_field(setu
     assert "hf_model" in fn.get(f"/models/{model}/versions/1").json()["refused"]
     setup.mlflow.set_tag(model, 1, "hf_model", "org/m")  # fixed in MLflow: the next full poll writes it
     assert len(fn.post("/poll", json={"full": True}).json()["written"]) == 1
+
+
+def test_a_rendered_modelserver_that_breaks_the_schema_is_refused_naming_the_field(setup: Setup):
+    model = setup.mlflow.name("tp")
+    setup.rule("tp", {"models": [model], "server": {"model_name": "org/m",
+                                                    "tensor_parallel_size": "{{ version.tags.tp }}"}})
+    setup.mlflow.create_model(model)
+    setup.mlflow.create_version(model, "s3://b/1", tp="0")
+    setup.mlflow.create_version(model, "s3://b/2", tp="2")
+    fn = setup.function()
+    outcome = fn.post("/poll").json()
+    assert [w["version"] for w in outcome["written"]] == [2]
+    reason = outcome["refused"][0]["reason"]
+    assert outcome["refused"][0]["version"] == 1 and "tensor_parallel_size" in reason
+    assert f"models/default/{model}-v1.yaml" in reason
+    assert yaml.safe_load(setup.show(f"models/default/{model}-v2.yaml"))["tensor_parallel_size"] == 2

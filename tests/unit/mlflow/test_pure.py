@@ -90,6 +90,7 @@ def test_which_versions_a_rule_takes(versions, record, why):
     ({"models": ["m"], "versions": {"aliases": ["c"]}, "benchmark": {"profile": "p", "promote_alias": "c"}},
      "also in versions.aliases"),
     ({"models": ["m"], "modles": []}, "modles"),
+    ({"models": ["m"], "server": {"gpus": 1}}, "server.gpus is not a field of a ModelServer"),
 ])
 def test_a_rule_file_is_checked_strictly_naming_the_field(rule, problem):
     found = kinds.problems("mlflow_rule", [rule], path="mlflow/r.yaml")
@@ -124,18 +125,27 @@ def test_the_first_rule_in_path_order_wins_and_bad_files_are_problems():
 def test_a_template_renders_values_into_the_mapping_never_into_yaml_text():
     loaded = _rule(server={"model_name": "{{ version.tags.hf }}", "max_model_len": "{{ run.params.len }}",
                            "trust_remote_code": "{{ version.tags.trust }}", "served_model_name": "{{ model.name }}-x",
-                           "additional_args": ["--seed", "{{ version.number }}"]})
+                           "additional_args": ["--seed", "{{ version.number }}", "--x={{ version.number }}"]})
     record = _record(tags={"hf": "org/m\nmalicious: true", "trust": "false"},
                      run={"run_id": "r1", "params": {"len": "4096"}})
     path, content, document = render.server_file(loaded, record)
     assert path == "models/default/m1-v3.yaml"
     assert document == {"name": "m1-v3", "namespace": "default", "model_name": "org/m\nmalicious: true",
                         "max_model_len": 4096, "trust_remote_code": False, "served_model_name": "m1-x",
-                        "additional_args": ["--seed", 3]}
+                        "additional_args": ["--seed", "3", "--x=3"]}  # as the ModelServer schema reads them
     parsed = yaml.safe_load(content)
     assert parsed == document and "malicious" not in parsed
     header = [line for line in content.decode().splitlines() if line.startswith("#")]
     assert any("tags: hf=org/m malicious: true, trust=false" in line for line in header)
+
+
+def test_what_is_written_is_what_the_modelserver_schema_read():
+    loaded = _rule(server={"model_name": "org/m", "additional_args": "--seed {{ version.number }}",
+                           "gpu_memory_utilization": "{{ version.tags.util }}"})
+    document = render.server_file(loaded, _record(tags={"util": "0.5"}))[2]
+    assert document["additional_args"] == ["--seed", "3"] and document["gpu_memory_utilization"] == 0.5
+    with pytest.raises(ValidationFailed, match=r"models/default/m1-v3.yaml.*gpu_memory_utilization"):
+        render.server_file(loaded, _record(tags={"util": "1.5"}))
 
 
 def test_a_missing_name_in_a_template_names_the_field():
