@@ -36,7 +36,7 @@ def _hashed(text: str) -> str:
 
 def k8s_part(text: str, *, max_len: int, what: str) -> str:
     """``text`` as part of a DNS-1123 label of at most ``max_len`` characters."""
-    if LABEL.match(text) and len(text) <= max_len:
+    if LABEL.fullmatch(text) and len(text) <= max_len:
         return text
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
     base = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")

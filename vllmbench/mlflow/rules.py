@@ -78,7 +78,7 @@ def like_prefix(pattern: str) -> str:
 
 
 def is_rule_path(path: str) -> bool:
-    return bool(RULE_PATH.match(path))
+    return bool(RULE_PATH.fullmatch(path))
 
 
 def load_rules(files: dict[str, str], *, commit: str | None = None) -> RuleSet:
@@ -88,7 +88,7 @@ def load_rules(files: dict[str, str], *, commit: str | None = None) -> RuleSet:
 
     found = RuleSet(commit=commit)
     for path in sorted(files):
-        match = RULE_PATH.match(path)
+        match = RULE_PATH.fullmatch(path)
         if not match:
             continue
         documents, problem = check_documents(files[path], path=path)

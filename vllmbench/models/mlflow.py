@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -115,9 +116,8 @@ class MlflowRule(Strict):
 
 
 def _alias(value: str) -> str:
-    import re
-
-    if not re.match(ALIAS, value) or len(value) > 255 or value.lower() == "latest" or re.match(r"^[vV]\d+$", value):
+    reserved = value.lower() == "latest" or re.fullmatch(r"[vV]\d+", value)
+    if not re.fullmatch(ALIAS, value) or len(value) > 255 or reserved:
         raise ValueError(f"{value!r} is not an MLflow alias (letters, digits, '_' and '-'; not 'latest' or v<N>)")
     return value
 

@@ -32,6 +32,11 @@ def test_other_names_are_mapped_with_a_hash_deterministically(given, start):
     assert mapped == names.model_part(given)
 
 
+def test_the_mapping_in_the_docs():
+    assert names.version_server("My Model_v2.1", 3) == "my-model-v2-1-b2af40-v3"
+    assert names.model_part("llama\n") != "llama\n"  # '$' would match before a newline: fullmatch
+
+
 def test_names_that_map_alike_stay_apart():
     assert len({names.model_part(n) for n in ("my model", "my_model", "My-Model", "MY MODEL")}) == 4
 
