@@ -59,6 +59,7 @@ class Outcome:
     errors: list[dict[str, Any]] = field(default_factory=list)
     more: bool = False
     read: int = 0
+    cycle: str | None = None  # the full pass this poll is part of
 
     def as_dict(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "full": self.full, "models": self.models, "written": self.written,
@@ -92,8 +93,14 @@ class Poller:
             rules = self.repo.rules()
             last_full = status.get("last_full_at")
             due = last_full is None or (_now() - dt.datetime.fromisoformat(last_full)).total_seconds() > resync_s
-            full = full or rules.fingerprint != status.get("rules_fingerprint") or (model is None and due)
-            outcome = Outcome(trigger, full=full)
+            # A full pass may take several polls (the budgets): its cycle goes on where it stopped.
+            cycle = status.get("full_cycle")
+            if full or (cycle is None and (rules.fingerprint != status.get("rules_fingerprint") or
+                                           (model is None and due))):
+                cycle = _now().isoformat()
+                self.store.update_status(full_cycle=cycle)
+            full = cycle is not None
+            outcome = Outcome(trigger, full=full, cycle=cycle)
             try:
                 self._poll(rules, outcome, only=model, versions=versions)
             except Exception as exc:
@@ -112,8 +119,7 @@ class Poller:
                 changes["last_success_at"] = _now()
                 changes["models_seen"] = outcome.models
                 if full and not outcome.more and not outcome.errors:
-                    changes["last_full_at"] = _now()
-                    changes["rules_fingerprint"] = rules.fingerprint
+                    changes.update(last_full_at=_now(), rules_fingerprint=rules.fingerprint, full_cycle=None)
             if outcome.errors:
                 changes["last_error"] = {"at": _now(), "message": outcome.errors[0]["message"], "trigger": trigger}
             self.store.update_status(**changes)
@@ -171,6 +177,7 @@ class Poller:
             return
         aliases = records.model_aliases(registered)
         # 1. new versions, by the cursor
+        fresh: set[int] = set()
         while self._budget_left(outcome):
             page = self.client.versions_after(name, model.cursor)
             for version in page:
@@ -179,21 +186,29 @@ class Poller:
                     break
                 self._version(loaded, name, int(version["version"]), outcome, aliases=aliases)
                 model.cursor = int(version["version"])
+                fresh.add(model.cursor)
                 self.store.save_model(model)
                 if not self._budget_left(outcome):
                     return
             if len(page) < VERSION_PAGE:
                 break
-        # 2. versions changed in place: all of them on a full poll, else the ones named (webhooks)
+        # 2. versions changed in place: all of them on a full pass (from where it stopped), else
+        #    the ones named (webhooks) and those an alias left or reached
         again = set(versions)
+        start = model.resynced_to if model.resync_cycle == outcome.cycle else 0
         if outcome.full:
-            again |= set(self.store.version_numbers(name))
+            again |= {n for n in self.store.version_numbers(name) if n > start and n not in fresh}
         moved = {a for a in set(aliases) | set(model.aliases) if aliases.get(a) != model.aliases.get(a)}
         again |= {v for a in moved for v in (aliases.get(a), model.aliases.get(a)) if v is not None}
         for number in sorted(n for n in again if n <= model.cursor):
             if not self._budget_left(outcome):
                 return
             self._version(loaded, name, number, outcome, aliases=aliases)
+            if outcome.full and number > start:
+                model.resynced_to, model.resync_cycle = number, outcome.cycle
+                self.store.save_model(model)
+        if outcome.full:
+            model.resynced_to, model.resync_cycle = model.cursor, outcome.cycle
         # 3. the alias files
         self._aliases(loaded, name, aliases, outcome)
         model.aliases = aliases

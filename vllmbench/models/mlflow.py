@@ -190,6 +190,8 @@ class RegisteredModelRecord(Strict):
     k8s_name: str | None = None
     refused: str | None = None
     cursor: int = Field(0, description="Every version up to this one has been seen.")
+    resynced_to: int = Field(0, description="How far the current full pass has read this model again.")
+    resync_cycle: str | None = None
     aliases: dict[str, int] = Field(default_factory=dict)
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
