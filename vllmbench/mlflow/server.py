@@ -12,6 +12,7 @@ which is kept in the data folder.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import subprocess
@@ -39,15 +40,19 @@ def mlflow_binary() -> Path:
     raise RuntimeError("MLflow not found: set VLLMBENCH_MLFLOW_BIN or MLFLOW_TRACKING_URI")
 
 
-def encryption_key(data_dir: Path) -> str:
-    """The Fernet key MLflow encrypts webhook secrets with, created once per data folder."""
-    path = data_dir / "webhook-encryption.key"
+def _kept_secret(path: Path, size: int) -> str:
+    """Random bytes (URL-safe base64) made once and kept in ``path``, readable by us only."""
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError), os.fdopen(
+                os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(base64.urlsafe_b64encode(os.urandom(size)).decode())
     return path.read_text().strip()
+
+
+def encryption_key(data_dir: Path) -> str:
+    """The Fernet key MLflow encrypts webhook secrets with, made once per data folder."""
+    return _kept_secret(data_dir / "webhook-encryption.key", 32)
 
 
 class MlflowServer:
@@ -112,12 +117,6 @@ def embedded(data_dir: Path, port: int, *, webhook_url: str, log: Path) -> tuple
     """The embedded stack's MLflow server (not started yet) and what the functions need to
     reach it: its URL, and our webhook's URL and secret (made once per data folder)."""
     server = MlflowServer(data_dir, port, log=log, webhook_cache_ttl_s=5)
-    secret_file = data_dir / "vllmbench-webhook-secret"
-    if not secret_file.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(base64.urlsafe_b64encode(os.urandom(24)).decode())
     env = {"MLFLOW_TRACKING_URI": server.url, "VLLMBENCH_MLFLOW_WEBHOOK_URL": webhook_url,
-           "VLLMBENCH_MLFLOW_WEBHOOK_SECRET": secret_file.read_text().strip()}
+           "VLLMBENCH_MLFLOW_WEBHOOK_SECRET": _kept_secret(data_dir / "vllmbench-webhook-secret", 24)}
     return server, env
