@@ -32,12 +32,14 @@ def find_version(store: MlflowStore, event: EvalCompleted) -> ModelVersionRecord
     return store.version_of_server(event.server) if event.server else None
 
 
-def write_back(client: MlflowClient, store: MlflowStore, event: EvalCompleted) -> dict[str, Any]:
+def write_back(client: MlflowClient, store: MlflowStore, event: EvalCompleted, *, eval_url: str | None = None,
+               results_url: str | None = None) -> dict[str, Any]:
+    """Tags (and the alias) for the evaluated version; ``eval_url`` and ``results_url`` make the links."""
     record = find_version(store, event)
     if record is None:
-        return {"ignored": f"evaluation {event.evaluation_id} is not of a model version this service wrote "
+        return {"ignored": f"evaluation {event.evaluation} is not of a model version this service wrote "
                            f"(server {event.server!r}, labels {sorted(event.labels)})"}
-    tags = verdicts.verdict_tags(event)
+    tags = verdicts.verdict_tags(event, eval_url=eval_url, results_url=results_url)
     for key, value in tags.items():
         client.set_version_tag(record.model, record.version, key, value)
     alias = (record.benchmark or {}).get("promote_alias")
@@ -46,12 +48,12 @@ def write_back(client: MlflowClient, store: MlflowStore, event: EvalCompleted) -
     why_not = verdicts.promotion(event, alias=alias, version=record.version, holder=holder)
     if why_not is None and alias:
         client.set_alias(record.model, alias, record.version)
-    record.writeback = {"evaluation_id": event.evaluation_id, "verdict": verdicts.verdict_word(event),
+    record.writeback = {"evaluation": event.evaluation, "verdict": verdicts.verdict_word(event),
                         "tags": len(tags), "alias": alias if why_not is None else None,
                         "alias_not_moved": why_not if alias else None,
                         "at": dt.datetime.now(dt.timezone.utc).isoformat()}
     store.save_version(record)
     info(log, "verdict written to MLflow", model=record.model, version=record.version,
-         verdict=record.writeback["verdict"], evaluation=event.evaluation_id)
+         verdict=record.writeback["verdict"], evaluation=event.evaluation)
     return {"model": record.model, "version": record.version, "tags": sorted(tags),
             "alias": record.writeback["alias"], "alias_not_moved": record.writeback["alias_not_moved"]}

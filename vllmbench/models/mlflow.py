@@ -10,7 +10,7 @@ import fnmatch
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from vllmbench.models.base import Open, Strict
 
@@ -18,7 +18,6 @@ SLUG = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 ALIAS = r"^[\w-]+$"  # MLflow's own rule for alias names (at most 255 characters)
 # MLflow's stages, deprecated since 2.9 (aliases replace them) but still answered by every server.
 Stage = Literal["None", "Staging", "Production", "Archived"]
-Verdict = Literal["better", "same", "worse"]
 
 
 # -- rules in Git: mlflow/<name>.yaml or projects/<p>/mlflow/<name>.yaml -----------------
@@ -227,35 +226,33 @@ class VersionRegistered(Strict):
                                                                "promote_alias, labels: what to evaluate it with.")
 
 
-class MetricFigure(Open):
-    value: float | None = None
-    baseline: float | None = None
-    change_pct: float | None = None
-    verdict: Verdict | None = None
-    unit: str | None = None
+class EvalVerdict(Open):
+    """The verdict an evaluation carries (``vllmbench.evals.verdict.judge``)."""
+
+    verdict: str | None = Field(None, description="better, same, worse, no_baseline or untrustworthy.")
+    summary: str = ""
+    baseline: str | None = Field(None, description="The baseline evaluation's id.")
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                               description="s<stage>:<metric> -> {n, mean, stddev, ci95} across repeats.")
+    comparisons: list[dict[str, Any]] = Field(default_factory=list,
+                                              description="{metric, current, baseline, change_percent, verdict, reason}.")
+    untrustworthy_repeats: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class EvalCompleted(Open):
-    """``dev.vllmbench.eval.completed`` as the evaluations emit it (issue 11). Open: fields
-    added by the evaluations later are kept; those below are what the write-back reads."""
+    """``dev.vllmbench.eval.completed`` as the evaluations emit it (vllmbench/evals/runner.py).
+    Open: fields the evaluations add later are kept; those below are what the write-back reads."""
 
-    evaluation_id: str = Field(min_length=1, max_length=200)
+    evaluation: str = Field(min_length=1, max_length=200, validation_alias=AliasChoices("evaluation", "evaluation_id"))
     state: Literal["done", "failed", "timed_out", "cancelled"] = "done"
-    verdict: Verdict | None = Field(None, description="None: no verdict (untrustworthy runs, no baseline, failed).")
-    reason: str = Field("", max_length=4000)
+    reason: str | None = Field(None, max_length=4000)
     project: str | None = None
     benchmark: str | None = None
     server: str | None = Field(None, description="<namespace>/<name> of the ModelServer evaluated.")
-    baseline: str | None = Field(None, description="The baseline evaluation or server.")
-    metrics: dict[str, MetricFigure] = Field(default_factory=dict,
-                                             description="ttft_p50_ms, tpot_p50_ms, itl_p50_ms, e2e_p50_ms, "
-                                                         "output_tokens_per_s, goodput_rps, accuracy, ...")
+    model: str | None = None
     run_ids: list[str] = Field(default_factory=list)
-    trustworthy: bool | None = None
-    url: str | None = Field(None, max_length=2000, description="Where to read the evaluation.")
-    results_url: str | None = Field(None, max_length=2000)
     labels: dict[str, str] = Field(default_factory=dict)
-    completed_at: dt.datetime | None = None
+    verdict: EvalVerdict | None = Field(None, description="Only when the evaluation is done.")
 
 
 class WebhookPayload(Open):

@@ -9,6 +9,7 @@ import yaml
 
 from gitops import kinds
 from vllmbench.errors import Unauthorized, ValidationFailed
+from vllmbench.evals.verdict import judge
 from vllmbench.mlflow import names, render, signature, verdicts
 from vllmbench.mlflow.records import run_summary, version_record
 from vllmbench.mlflow.rules import LoadedRule, like_prefix, load_rules, selects
@@ -213,18 +214,35 @@ def test_the_signature_is_mlflows_own():
 # -- verdicts -----------------------------------------------------------------------------
 
 def test_verdict_tags_and_when_the_alias_moves():
-    event = EvalCompleted.model_validate({
-        "evaluation_id": "e1", "verdict": "better", "url": "http://e/1", "run_ids": ["r1", "r2"],
-        "metrics": {"ttft_p50_ms": {"value": 12.345678, "change_pct": -8.0, "verdict": "better"},
-                    "bad key!": {"value": 1.0}}, "future_field": {"kept": True}})
-    tags = verdicts.verdict_tags(event)
-    assert tags == {"vllmbench.verdict": "better", "vllmbench.evaluation": "e1", "vllmbench.evaluation_url": "http://e/1",
-                    "vllmbench.run_ids": "r1,r2", "vllmbench.ttft_p50_ms": "12.3457",
-                    "vllmbench.ttft_p50_ms.change_pct": "-8", "vllmbench.ttft_p50_ms.verdict": "better"}
+    judged = judge([{"metrics": {"s0:ttft_p50": 12.345678, "s0:e2e_p90": 99.0, "s0:accuracy:gsm8k:exact_match": 0.5},
+                     "trustworthy": True}],
+                   [{"metrics": {"s0:ttft_p50": 14.0, "s0:accuracy:gsm8k:exact_match": 0.5}, "trustworthy": True}],
+                   baseline_id="base")
+    event = EvalCompleted.model_validate({"evaluation": "e1", "run_ids": ["e1-r0", "e1-r1"], "verdict": judged,
+                                          "future_field": {"kept": True}})
+    tags = verdicts.verdict_tags(event, eval_url="http://eval:8004/", results_url="http://results")
+    assert tags == {"vllmbench.verdict": "better", "vllmbench.evaluation": "e1", "vllmbench.baseline": "base",
+                    "vllmbench.summary": judged["summary"],
+                    "vllmbench.evaluation_url": "http://eval:8004/evaluations/e1",
+                    "vllmbench.results_url": "http://results/runs/e1-r0", "vllmbench.run_ids": "e1-r0,e1-r1",
+                    "vllmbench.ttft_p50_ms": "12.3457", "vllmbench.ttft_p50_ms.change_pct": "-11.817",
+                    "vllmbench.ttft_p50_ms.verdict": "better",
+                    "vllmbench.accuracy.gsm8k.exact_match": "0.5", "vllmbench.accuracy.gsm8k.exact_match.change_pct": "0",
+                    "vllmbench.accuracy.gsm8k.exact_match.verdict": "same"}
     assert verdicts.promotion(event, alias="prod", version=4, holder=3) is None
     assert verdicts.promotion(event, alias="prod", version=4, holder=None) is None
     assert "newer version 5" in verdicts.promotion(event, alias="prod", version=4, holder=5)
     assert "already" in verdicts.promotion(event, alias="prod", version=4, holder=4)
-    worse = event.model_copy(update={"verdict": "worse"})
+    worse = event.model_copy(update={"verdict": event.verdict.model_copy(update={"verdict": "worse"})})
     assert "worse" in verdicts.promotion(worse, alias="prod", version=4, holder=3)
-    assert verdicts.verdict_word(event.model_copy(update={"state": "timed_out"})) == "timed_out"
+    timed_out = EvalCompleted.model_validate({"evaluation_id": "e2", "state": "timed_out"})
+    assert verdicts.verdict_word(timed_out) == "timed_out" and timed_out.evaluation == "e2"
+    assert "timed_out" in verdicts.promotion(timed_out, alias="prod", version=4, holder=3)
+
+
+@pytest.mark.parametrize("key, tag", [
+    ("s0:ttft_p50", "ttft_p50_ms"), ("s3:itl_p99", "s3.itl_p99_ms"), ("s0:output_tokens_per_s", "output_tokens_per_s"),
+    ("s1:goodput_rps", "s1.goodput_rps"), ("s0:ttft_p90", None), ("s0:accuracy:mmlu:acc", "accuracy.mmlu.acc"),
+])
+def test_which_figures_become_tags_and_their_names(key, tag):
+    assert verdicts.figure_tag(key) == tag
