@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitops.changes import blob_sha
-from vllmbench.errors import Conflict, UserError, ValidationFailed
+from vllmbench.errors import UserError
 from vllmbench.logs import get_logger, info
 from vllmbench.mlflow import names, records, render
 from vllmbench.mlflow.client import VERSION_PAGE, MlflowClient, quote_name
@@ -139,7 +139,7 @@ class Poller:
             outcome.models.append(registered["name"])
             try:
                 self._model(loaded, registered, outcome, versions=versions)
-            except (Conflict, ValidationFailed, UserError) as exc:
+            except UserError as exc:  # Conflict, ValidationFailed, NameRefused, ...
                 # A person's edit raced ours, or a version we cannot write: the others go on,
                 # and the cursor waits at this version for the next poll.
                 outcome.errors.append({"model": registered["name"], "message": exc.message})
@@ -253,7 +253,7 @@ class Poller:
             return
         try:
             files, server = self._files(loaded, record)
-        except ValidationFailed as exc:
+        except UserError as exc:  # the schema, a template, a name: recorded, and the cursor goes on
             record.refused = exc.message
             self.store.save_version(record)
             outcome.refused.append({"model": name, "version": number, "reason": exc.message})
@@ -329,7 +329,7 @@ class Poller:
                 continue
             try:
                 path, content, document = render.server_file(loaded, record, alias=alias)
-            except ValidationFailed as exc:
+            except UserError as exc:
                 outcome.refused.append({"model": name, "alias": alias, "reason": exc.message})
                 continue
             if written.get(path) == blob_sha(content):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from tests.functions.mlflow.conftest import Setup
+from tests.integration.gitops import gitutil
 from vllmbench.mlflow import names
 
 REGISTERED = "dev.vllmbench.model.version.registered"
@@ -37,14 +38,13 @@ def test_new_versions_become_one_modelserver_commit_each_and_a_second_poll_write
     server = _body(setup.show(f"models/team-a/{model}-v{v2}.yaml"))
     assert server == {"name": f"{model}-v{v2}", "namespace": "team-a", "model_name": "facebook/opt-350m",
                       "max_model_len": 4096}
-    author = setup.log()[0]
-    assert "vllmbench-mlflow" in __import__("subprocess").run(
-        ["git", "--git-dir", str(setup.remote), "log", "-1", "--format=%an <%ae>"], capture_output=True,
-        text=True).stdout
+    assert gitutil.git("--git-dir", str(setup.remote), "log", "-1", "--format=%an <%ae>") == \
+        "vllmbench-mlflow <vllmbench-mlflow@localhost>"
+    head = setup.log()[0]
 
     again = fn.post("/poll")
     assert again.status_code == 200 and again.json()["written"] == []
-    assert setup.log()[0] == author  # nothing new in Git
+    assert setup.log()[0] == head  # nothing new in Git
 
     events = setup.broker.of_type(REGISTERED)
     assert [(e["data"]["model"], e["data"]["version"]) for e in events] == [(model, v1), (model, v2)]
