@@ -117,7 +117,6 @@ class Poller:
                           "problems": rules.problems[:50]}}
             if model is None:
                 changes["last_success_at"] = _now()
-                changes["models_seen"] = outcome.models
                 if full and not outcome.more and not outcome.errors:
                     changes.update(last_full_at=_now(), rules_fingerprint=rules.fingerprint, full_cycle=None)
             if outcome.errors:

@@ -97,10 +97,11 @@ def connections(settings: Any, db: Any) -> dict[str, Any]:
             repo.close()
     except VllmbenchError as exc:
         git["error"] = exc.message
-    seen = status.get("models_seen") or []
+    seen = store.models()
     return {
         "mlflow": mlflow, "git": git,
-        "registered_models_seen": len(seen), "models": seen[:100],
+        "registered_models_seen": len(seen), "models": [m.name for m in seen][:100],
+        "models_refused": len([m for m in seen if m.refused]),
         "rules": status.get("rules") or {"count": 0},
         "last_poll": status.get("last_poll"), "last_success_at": status.get("last_success_at"),
         "last_full_at": status.get("last_full_at"), "last_error": status.get("last_error"),

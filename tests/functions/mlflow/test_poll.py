@@ -60,6 +60,13 @@ def test_new_versions_become_one_modelserver_commit_each_and_a_second_poll_write
     assert seen["server"] == f"team-a/{model}-v{v2}"
     models = fn.get("/models").json()["models"]
     assert [(m["name"], m["cursor"]) for m in models] == [(model, v2)]
+    connections = fn.get("/connections").json()
+    assert connections["mlflow"]["reachable"] and connections["mlflow"]["version"] == "3.17.2"
+    assert connections["git"]["reachable"] and connections["git"]["head"] == head.split()[0]
+    assert connections["registered_models_seen"] == 1 and connections["models"] == [model]
+    assert connections["last_poll"]["ok"] and connections["last_poll"]["trigger"] == "manual"
+    assert connections["last_error"] is None and connections["rules"]["paths"] == ["mlflow/llama.yaml"]
+    assert connections["webhook"]["registered"] is False and "polling only" in connections["webhook"]["reason"]
 
 
 def test_a_version_registered_later_is_written_by_the_next_poll_only(setup: Setup):

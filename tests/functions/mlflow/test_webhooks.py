@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tests.functions.mlflow.conftest import Setup
+from tests.functions.mlflow.conftest import WEBHOOK_SECRET, Setup
 
 
 def _wait(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -34,6 +34,7 @@ def test_a_version_registered_in_mlflow_reaches_git_through_the_webhook_without_
     webhook = _registered(setup, fn)
     assert "model_version.created" in webhook["events"]
     assert [h["url"] for h in setup.mlflow.webhooks()] == [f"{fn.url}/webhooks/mlflow"]
+    assert WEBHOOK_SECRET not in fn.get("/connections").text  # a fingerprint of it, never the secret
 
     setup.mlflow.create_version(model, "s3://b/1")
     _wait(lambda: len(setup.mlflow_commits()) == 1, "the commit of version 1")
