@@ -49,7 +49,12 @@ def test_a_version_registered_in_the_stacks_mlflow_is_committed_without_anything
         content = gitutil.show(remote, path)
         assert "model_name: facebook/opt-125m" in content and "gpu_resource_type: cpu" in content
         assert gitutil.log(remote)[0].split(" ", 1)[1].startswith(f"MLflow: demo-chat version {version} as")
-        versions = requests.get(fn + "/models/demo-chat/versions", timeout=10).json()["versions"]
+        deadline = time.monotonic() + 10  # Git first, then the store: the record follows the push
+        while True:
+            versions = requests.get(fn + "/models/demo-chat/versions", timeout=10).json().get("versions") or []
+            if (versions and versions[0]["commit"]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert versions[0]["benchmark"]["project"] == "demo" and versions[0]["benchmark"]["profile"] == "chat-short"
         # the Manager mirrors the seeded rule as a checked file of its own kind
         files = requests.get(stack.url("sync") + "/projects/demo/files", timeout=10).json()["files"]

@@ -174,6 +174,7 @@ class Poller:
             self.store.save_model(model)
             outcome.refused.append({"model": name, "reason": refusal})
             return
+        self.store.save_model(model)  # followed from now on, before its first version is written
         aliases = records.model_aliases(registered)
         # 1. new versions, by the cursor
         fresh: set[int] = set()
