@@ -1,9 +1,9 @@
 """`vllmbench up --mlflow`: a version registered in the stack's MLflow becomes a ModelServer
 commit in the stack's Git remote by itself (webhook, the seeded rule), with nothing else done.
 
-The last step of the loop (the vLLM service places it, an evaluation judges it) needs
-the vLLM service and the evaluations; here the chain ends at the commit and the
-``dev.vllmbench.model.version.registered`` event that starts it."""
+The vLLM service places the new ModelServer (the commit is announced as
+``dev.vllmbench.gitops.pushed``); requesting its evaluation is the step not built yet,
+so the chain ends at the server ready and ``dev.vllmbench.model.version.registered``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,16 @@ def test_a_version_registered_in_the_stacks_mlflow_is_committed_without_anything
                 break
             time.sleep(0.2)
         assert versions[0]["benchmark"]["project"] == "demo" and versions[0]["benchmark"]["profile"] == "chat-short"
+        # the commit was announced (dev.vllmbench.gitops.pushed): the vLLM service places the new server now
+        status, deadline = {}, time.monotonic() + 60
+        while time.monotonic() < deadline and status.get("status") != "ready":
+            answer = requests.get(stack.url("vllm_deploy") + f"/deployments/default.demo-chat-v{version}/status",
+                                  timeout=30)
+            status = answer.json() if answer.status_code == 200 else {}
+            time.sleep(0.5)
+        assert status.get("status") == "ready", status
+        commit = gitutil.log(remote)[0].split()[0]
+        assert ("gitops-pushed-to-vllm", f"mlflow-{commit}", 202) in stack.broker.delivered
         # the Manager mirrors the seeded rule as a checked file of its own kind
         files = requests.get(stack.url("sync") + "/projects/demo/files", timeout=10).json()["files"]
         rule = next(f for f in files if f["path"] == "mlflow/demo-models.yaml")

@@ -37,6 +37,7 @@ from vllmbench.store.mlflow import MlflowStore
 
 log = get_logger("vllmbench.mlflow")
 VERSION_REGISTERED = "dev.vllmbench.model.version.registered"
+GITOPS_PUSHED = "dev.vllmbench.gitops.pushed"
 LABEL_MODEL = "vllmbench.dev/mlflow-model"
 LABEL_VERSION = "vllmbench.dev/mlflow-version"
 
@@ -267,7 +268,7 @@ class Poller:
         first = render.version_path(loaded.rule.namespace, name, number) not in record.files
         verb = "as" if first else "changed in MLflow: rewrite"
         run = f" (run {record.run_id})" if record.run_id else ""
-        result = self.repo.write(changed, message=f"MLflow: {name} version {number}{run} {verb} ModelServer {server}")
+        result = self._commit(changed, message=f"MLflow: {name} version {number}{run} {verb} ModelServer {server}")
         record.files = {**record.files, **{path: blob_sha(content) for path, content in changed.items()}}
         record.commit, record.written_at, record.server = result.commit, _now(), server
         record.benchmark = self._benchmark(loaded, record, aliases)
@@ -308,6 +309,17 @@ class Poller:
                 "baseline": wanted.baseline, "baseline_server": baseline, "promote_alias": wanted.promote_alias,
                 "labels": {LABEL_MODEL: record.model, LABEL_VERSION: str(record.version)}}
 
+    def _commit(self, files: dict[str, bytes], *, message: str) -> Any:
+        """One commit; a new one is announced as writers do, so that the Manager, the deployer
+        and the vLLM service (which places new ModelServers) sync now rather than on their tick."""
+        result = self.repo.write(files, message=message)
+        if result.created:
+            branch = self.repo.repo.branch
+            self.emit(GITOPS_PUSHED, {"repository": self.repo.url or self.repo.public, "aliases": [],
+                                      "branch": branch, "before": result.previous, "after": result.commit},
+                      subject=branch, id=f"mlflow-{result.commit}")
+        return result
+
     def _announce(self, loaded: LoadedRule, record: ModelVersionRecord) -> None:
         path = render.version_path(loaded.rule.namespace, record.model, record.version)
         data = VersionRegistered(model=record.model, version=record.version, source=record.source,
@@ -335,8 +347,8 @@ class Poller:
             if written.get(path) == blob_sha(content):
                 continue
             server = f"{document['namespace']}/{document['name']}"
-            result = self.repo.write({path: content}, message=f"MLflow: alias {alias} of {name} is on version "
-                                                              f"{holder}: ModelServer {server}")
+            result = self._commit({path: content}, message=f"MLflow: alias {alias} of {name} is on version "
+                                                           f"{holder}: ModelServer {server}")
             written[path] = blob_sha(content)
             self.store.save_model(self.store.model(name) or RegisteredModelRecord(name=name), alias_files=written)
             outcome.written.append({"model": name, "version": holder, "alias": alias, "commit": result.commit,

@@ -39,13 +39,16 @@ def test_new_versions_become_one_modelserver_commit_each_and_a_second_poll_write
     assert server == {"name": f"{model}-v{v2}", "namespace": "team-a", "model_name": "facebook/opt-350m",
                       "max_model_len": 4096}
     assert gitutil.git("--git-dir", str(setup.remote), "log", "-1", "--format=%an <%ae>") == \
-        "vllmbench-mlflow <vllmbench-mlflow@localhost>"
+        "vllmbench-mlflow <vllmbench@localhost>"
     head = setup.log()[0]
 
     again = fn.post("/poll")
     assert again.status_code == 200 and again.json()["written"] == []
     assert setup.log()[0] == head  # nothing new in Git
 
+    pushed = setup.broker.of_type("dev.vllmbench.gitops.pushed")  # the vLLM service places ModelServers on it
+    assert [e["data"]["after"] for e in pushed] == [line.split()[0] for line in reversed(setup.log()[:2])]
+    assert pushed[0]["data"]["repository"] == str(setup.remote) and pushed[0]["data"]["branch"] == "main"
     events = setup.broker.of_type(REGISTERED)
     assert [(e["data"]["model"], e["data"]["version"]) for e in events] == [(model, v1), (model, v2)]
     assert events[1]["data"]["server"] == f"team-a/{model}-v{v2}"
