@@ -77,7 +77,7 @@ def mlflow_webhook(ctx: Context, body: bytes) -> Reply:
     """MLflow registry webhooks (model_version.created, aliases, tags), authenticated by X-MLflow-Signature."""
     from vllmbench.mlflow import signature, webhooks
     from vllmbench.mlflow.service import poll as run_poll
-    from vllmbench.store.events import EventLedger
+    from vllmbench.store.events import Claim, EventLedger
 
     headers = ctx.request.headers
     secret = ctx.settings.mlflow_webhook_secret
@@ -86,18 +86,22 @@ def mlflow_webhook(ctx: Context, body: bytes) -> Reply:
                      timestamp=headers.get(signature.TIMESTAMP_HEADER), delivery_id=delivery, body=body,
                      now=time.time(), tolerance_s=ctx.settings.mlflow_webhook_tolerance_s)
     payload = webhooks.parse(body)
-    ledger = EventLedger(ctx.db, ttl_s=ctx.settings.event_dedupe_ttl_s)
-    if ledger.seen(WEBHOOK_SOURCE, str(delivery)) is not None:
-        return Reply({"status": "duplicate", "delivery": delivery}, 200)
-    model, versions = webhooks.targets(payload)
-    if model is None:
-        outcome: dict[str, Any] = {"ignored": f"{payload.event} is not an event this service acts on"}
-    else:
-        outcome = run_poll(ctx.settings, ctx.db, ctx.emit, trigger=f"webhook {payload.event}", model=model,
-                           versions=versions, wait_s=20)
-        if not outcome["models"]:
-            outcome = {"ignored": f"no rule follows the registered model {model!r}"}
-    ledger.record(WEBHOOK_SOURCE, str(delivery), payload.event, outcome)
+    # A delivery MLflow retries is answered once, like a CloudEvent redelivered (the same claim).
+    ledger = EventLedger(ctx.db, ttl_s=ctx.settings.event_dedupe_ttl_s, claim_s=ctx.settings.event_claim_s,
+                         wait_s=ctx.settings.event_claim_wait_s)
+    claim = ledger.acquire(WEBHOOK_SOURCE, str(delivery), payload.event)
+    if not isinstance(claim, Claim):
+        return Reply({"status": "duplicate", "delivery": delivery, "outcome": claim.get("outcome", {})}, 200)
+    with claim:
+        model, versions = webhooks.targets(payload)
+        if model is None:
+            outcome: dict[str, Any] = {"ignored": f"{payload.event} is not an event this service acts on"}
+        else:
+            outcome = run_poll(ctx.settings, ctx.db, ctx.emit, trigger=f"webhook {payload.event}", model=model,
+                               versions=versions, wait_s=20)
+            if not outcome["models"]:
+                outcome = {"ignored": f"no rule follows the registered model {model!r}"}
+    claim.complete(outcome)
     return Reply({"status": "accepted", "delivery": delivery, "event": payload.event, "outcome": outcome}, 200)
 
 
