@@ -40,7 +40,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType("dev.vllmbench.eval.state", "benchmark-eval", (), "evaluation, state, reason"),
     EventType("dev.vllmbench.eval.completed", "benchmark-eval", ("benchmark-mlflow",),
               "evaluation, state, reason, verdict (with the figures), project, benchmark, server, run ids"),
-    EventType("dev.vllmbench.model.version.registered", "benchmark-mlflow", (),
+    EventType("dev.vllmbench.model.version.registered", "benchmark-mlflow", ("benchmark-eval",),
               "model, version, source, run_id, server, path, commit, rule, benchmark (what to evaluate it with)"),
 )
 

@@ -40,7 +40,10 @@ def write_back(client: MlflowClient, store: MlflowStore, event: EvalCompleted, *
         return {"ignored": f"evaluation {event.evaluation} is not of a model version this service wrote "
                            f"(server {event.server!r}, labels {sorted(event.labels)})"}
     tags = verdicts.verdict_tags(event, eval_url=eval_url, results_url=results_url)
-    for key, value in tags.items():
+    # One tag per call (MLflow has no batch for version tags): vllmbench.verdict goes last, so
+    # that a reader who sees it sees the figures too; an alias moves only after every tag is on.
+    verdict_key = f"{verdicts.PREFIX}verdict"
+    for key, value in sorted(tags.items(), key=lambda item: item[0] == verdict_key):
         client.set_version_tag(record.model, record.version, key, value)
     alias = (record.benchmark or {}).get("promote_alias")
     registered = client.get_model(record.model) or {}

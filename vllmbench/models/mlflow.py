@@ -254,6 +254,15 @@ class EvalCompleted(Open):
     labels: dict[str, str] = Field(default_factory=dict)
     verdict: EvalVerdict | None = Field(None, description="Only when the evaluation is done.")
 
+    @field_validator("server", mode="before")
+    @classmethod
+    def _server_ref(cls, value: Any) -> Any:
+        """The evaluations send the server as ``{namespace, name, path, commit}``; ``ns/name`` is kept too."""
+        if isinstance(value, dict):
+            namespace, name = value.get("namespace"), value.get("name")
+            return f"{namespace}/{name}" if isinstance(namespace, str) and isinstance(name, str) else None
+        return value
+
 
 class WebhookPayload(Open):
     """What MLflow posts to a registry webhook: ``{entity, action, timestamp, data}``."""

@@ -53,7 +53,9 @@ def _verdict(model: str, version: int, verdict: str, **extra: Any) -> dict[str, 
     judged = judge(current, baseline, baseline_id="ev-base")
     assert judged["verdict"] == verdict
     return {"evaluation": f"ev-{version}-{verdict}", "state": "done", "reason": None, "project": "demo",
-            "benchmark": "chat-short", "server": f"default/{model}-v{version}", "target_url": None,
+            "benchmark": "chat-short", "target_url": None,
+            "server": {"namespace": "default", "name": f"{model}-v{version}", "commit": "0" * 40,
+                       "path": f"models/default/{model}-v{version}.yaml"},
             "model": "org/model", "run_ids": [f"ev-{version}-r0"], "schedule": None,
             "labels": {"vllmbench.dev/mlflow-model": model, "vllmbench.dev/mlflow-version": str(version)},
             "verdict": judged, **extra}
