@@ -2,7 +2,7 @@
 # (results, sync, deploy, mlflow_poll, eval, vllm_deploy).
 #   docker build -t ghcr.io/vllmbench/vllmbench-functions:0.1.0 .
 #   docker run -e VLLMBENCH_FUNCTION=results -p 8000:8080 ghcr.io/vllmbench/vllmbench-functions:0.1.0
-# Optional extras: --build-arg EXTRAS=kube,mlflow for an MLflow client in the image.
+# Optional extras: --build-arg EXTRAS=kube,... (none for MLflow: the MLflow service speaks its REST API).
 FROM python:3.11-slim AS build
 ARG EXTRAS=kube
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -14,7 +14,7 @@ export VLLMBENCH_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/vllmbench
 # pip's own cache survives between runs on one machine; nothing is downloaded twice.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench lint cluster cluster-down cluster-tools venv ferretdb browser clean
+.PHONY: run test bench lint cluster cluster-down cluster-tools venv ferretdb browser mlflow clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ venv: $(VENV)/.installed
 # Skipped when MONGO_URL points at an existing MongoDB.
 ferretdb:
 	@if [ -z "$$MONGO_URL" ]; then tools/build-ferretdb.sh >/dev/null; fi
+
+# The MLflow server of the tests and `vllmbench up --mlflow`, in its own venv in the cache (never the project's).
+mlflow:
+	@tools/install-mlflow.sh >/dev/null
 
 run: venv ferretdb
 	$(VENV)/bin/vllmbench up
@@ -43,7 +47,7 @@ cluster-tools:
 browser:
 	@tools/install-chromium.sh
 
-test: venv ferretdb cluster-tools browser
+test: venv ferretdb cluster-tools browser mlflow
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -38,10 +38,10 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType("dev.vllmbench.model.pending", "benchmark-vllm", ("benchmark-eval",), MODEL_SERVER_DATA),
     EventType("dev.vllmbench.model.preempted", "benchmark-vllm", (), MODEL_SERVER_DATA),
     EventType("dev.vllmbench.eval.state", "benchmark-eval", (), "evaluation, state, reason"),
-    EventType("dev.vllmbench.eval.completed", "benchmark-eval", (),
+    EventType("dev.vllmbench.eval.completed", "benchmark-eval", ("benchmark-mlflow",),
               "evaluation, state, reason, verdict (with the figures), project, benchmark, server, run ids"),
-    EventType("dev.vllmbench.model.version.registered", "benchmark-mlflow", (),
-              "model name, version, source, deployment path in Git"),
+    EventType("dev.vllmbench.model.version.registered", "benchmark-mlflow", ("benchmark-eval",),
+              "model, version, source, run_id, server, path, commit, rule, benchmark (what to evaluate it with)"),
 )
 
 # Services and their ports: the routes of the system vllmbench replaces.

@@ -13,6 +13,7 @@ so a typo is an error instead of a silently ignored setting.
 | deployment | ``deployments/<ns>/<kind>-<name>.yaml`` | Kubernetes objects (apiVersion, kind, metadata.name) |
 | model_server | ``models/<ns>/<server>.yaml`` | :class:`vllmbench.models.servers.ModelServerSpec` |
 | schedule | ``schedules/<name>.yaml`` | :class:`vllmbench.models.evaluations.ScheduleSpec` |
+| mlflow_rule | ``mlflow/<name>.yaml``, ``projects/<p>/mlflow/<name>.yaml`` | :class:`~vllmbench.models.mlflow.MlflowRule` |
 | yaml / text | anything else | YAML parses / nothing |
 """
 
@@ -26,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from vllmbench.errors import ValidationFailed
 from vllmbench.models.base import Open, Strict
 from vllmbench.models.evaluations import ScheduleSpec
+from vllmbench.models.mlflow import MlflowRule
 from vllmbench.models.results import Harness, LoadProfile, Slo
 from vllmbench.models.servers import ModelServerSpec
 
@@ -38,12 +40,14 @@ _LAYOUT: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"deployments/[^/]+/[^/]+\.ya?ml"), "deployment"),
     (re.compile(r"models/[^/]+/[^/]+\.ya?ml"), "model_server"),
     (re.compile(r"schedules/[^/]+\.ya?ml"), "schedule"),
+    (re.compile(r"(projects/[^/]+/)?mlflow/[^/]+\.ya?ml"), "mlflow_rule"),
 ]
 # A repository (or root folder) that holds one project keeps the project's files at its top.
 _PROJECT_RELATIVE: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"project\.ya?ml"), "project"),
     (re.compile(r"benchmarks/.+\.ya?ml"), "benchmark"),
     (re.compile(r"templates/.+\.ya?ml"), "template"),
+    (re.compile(r"mlflow/[^/]+\.ya?ml"), "mlflow_rule"),
 ]
 
 
@@ -136,8 +140,9 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "template": Mapping,
     "model_server": ModelServerSpec,
     "schedule": ScheduleSpec,
+    "mlflow_rule": MlflowRule,
 }
-SINGLE_DOCUMENT = {"project", "benchmark", "model_server"}
+SINGLE_DOCUMENT = {"project", "benchmark", "model_server", "mlflow_rule"}
 
 
 def classify(repo_path: str, *, root: str = "") -> str:

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.mongo",
     "tests.fixtures.functions",
     "tests.fixtures.cluster",
+    "tests.fixtures.mlflow",
 ]

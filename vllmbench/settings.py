@@ -233,6 +233,24 @@ class Settings(_Declared):
     # How long a second delivery of an event in progress waits for its outcome before a 409.
     event_claim_wait_s: float = setting(5.0, "VLLMBENCH_EVENT_CLAIM_WAIT_S", "event_claim_wait_s", ge=0)
 
+    # The MLflow service (docs/mlflow.md). MLflow's own variable names for the server and its credentials.
+    mlflow_tracking_uri: str = setting("", "MLFLOW_TRACKING_URI", "mlflow_tracking_uri")
+    mlflow_tracking_token: Secret | None = setting(None, "MLFLOW_TRACKING_TOKEN", "mlflow_tracking_token")
+    mlflow_tracking_username: str = setting("", "MLFLOW_TRACKING_USERNAME", "mlflow_tracking_username")
+    mlflow_tracking_password: Secret | None = setting(None, "MLFLOW_TRACKING_PASSWORD", "mlflow_tracking_password")
+    mlflow_timeout_s: float = setting(10.0, "VLLMBENCH_MLFLOW_TIMEOUT_S", "mlflow_timeout_s", gt=0, le=300)
+    # A PingSource tick polls when the last good poll is older than this.
+    mlflow_poll_interval_s: int = setting(60, "VLLMBENCH_MLFLOW_POLL_INTERVAL_S", "mlflow_poll_interval_s", ge=1)
+    # Every version is read again this often (tags and stages change in place).
+    mlflow_resync_s: int = setting(3600, "VLLMBENCH_MLFLOW_RESYNC_S", "mlflow_resync_s", ge=60)
+    # Commits per poll at most; the rest follow on the next poll.
+    mlflow_max_writes: int = setting(20, "VLLMBENCH_MLFLOW_MAX_WRITES", "mlflow_max_writes", ge=1, le=1000)
+    # Where MLflow should call us; set with the secret to register the webhook.
+    mlflow_webhook_url: str = setting("", "VLLMBENCH_MLFLOW_WEBHOOK_URL", "mlflow_webhook_url")
+    mlflow_webhook_secret: Secret | None = setting(None, "VLLMBENCH_MLFLOW_WEBHOOK_SECRET", "mlflow_webhook_secret")
+    mlflow_webhook_tolerance_s: int = setting(300, "VLLMBENCH_MLFLOW_WEBHOOK_TOLERANCE_S",
+                                              "mlflow_webhook_tolerance_s", ge=1)
+
     # Workload runtimes (vllmbench/runtimes): where the reconcile engine applies objects.
     # auto: kube when KUBECONFIG is set or running in a cluster, else local.
     runtime: str = setting("auto", "VLLMBENCH_RUNTIME", "runtime", pattern=r"^(auto|kube|local)$")
@@ -297,7 +315,8 @@ class Settings(_Declared):
     def secret_values(self) -> list[str]:
         """Every secret value in force, so that logs and errors can redact them."""
         values = []
-        for secret in (self.api_token, self.github_token, self.github_webhook_secret, self.mongo_password):
+        for secret in (self.api_token, self.github_token, self.github_webhook_secret, self.mongo_password,
+                       self.mlflow_tracking_token, self.mlflow_tracking_password, self.mlflow_webhook_secret):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
         password = _password_in_url(self.mongo_url.get_secret_value())

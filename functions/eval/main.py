@@ -211,6 +211,20 @@ def on_model_pending(ctx: Context, event: Any, data: Any) -> Any:
     return _server_event(ctx, data or {}, "pending")
 
 
+@app.event("dev.vllmbench.model.version.registered")
+def on_version_registered(ctx: Context, event: Any, data: Any) -> Any:
+    """A model version the MLflow service committed as a ModelServer: evaluated as its rule says
+    (profile, baseline, labels that lead the verdict back to the version); once per version."""
+    from vllmbench.evals import registered
+    from vllmbench.models.evaluations import EvaluateRequest
+
+    wanted = registered.request(data)
+    if wanted is None:
+        return {"evaluation": None, "reason": "the rule asks for no benchmark"}
+    ev, created = _start(ctx, EvaluateRequest.model_validate(wanted))
+    return {"evaluation": ev["_id"], "state": ev["state"], "created": created}
+
+
 @app.event("dev.knative.sources.ping")
 def on_tick(ctx: Context, event: Any, data: Any) -> Any:
     """PingSource: {"job": "tick"} (every minute: starts, deadlines, jobs, local schedules) or

@@ -14,12 +14,14 @@ def register(app: typer.Typer) -> None:
         data_dir: Path = typer.Option(Path(".data"), help="Where the database, the Git remote and logs live."),
         demo: bool = typer.Option(True, help="Evaluate the demo project once everything is up (a real benchmark, judged)."),
         exit_after_demo: bool = typer.Option(False, help="Stop once the demo benchmark has finished (for CI and scripts)."),
+        mlflow: bool = typer.Option(False, envvar="VLLMBENCH_RUN_MLFLOW",
+                                    help="Also run a local MLflow server (port 5000) for the MLflow service (docs/mlflow.md)."),
     ) -> None:
         """Start the six functions (ports 8000-8005), the database, the Git remote and the local broker."""
         from vllmbench.embedded.stack import AlreadyRunning, Stack, wait_for_signal
 
         token = os.environ.get("VLLMBENCH_API_TOKEN") or None
-        stack = Stack(data_dir.resolve(), mongo_url=os.environ.get("MONGO_URL") or None, api_token=token)
+        stack = Stack(data_dir.resolve(), mongo_url=os.environ.get("MONGO_URL") or None, api_token=token, mlflow=mlflow)
         typer.echo("starting vllmbench (embedded defaults)...")
         try:
             stack.start()

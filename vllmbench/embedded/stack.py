@@ -37,11 +37,15 @@ class Stack:
     broker_port: int = BROKER_PORT
     port_offset: int = 0  # tests run a whole stack beside a developer's: every port shifted
     api_token: str | None = None
+    mlflow: bool = False  # `vllmbench up --mlflow`: a local MLflow server for the MLflow service
+    mlflow_port: int = 5000
     out: TextIO = sys.stdout
     processes: list[Process] = field(default_factory=list)
     ferretdb: FerretDB | None = None
     broker: Any = None
     runtime: Any = None  # the local workload runtime, when no cluster is configured
+    mlflow_server: Any = None
+    mlflow_env: dict[str, str] = field(default_factory=dict)
     _lock_file: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -50,11 +54,15 @@ class Stack:
         self._take_lock()
         try:
             self._check_ports()
+            self._start_mlflow()  # it gets ready (about 5-15 s) while the rest starts
             url = self._start_database()
             self._boot_runtime()
             repo_url = self._ensure_git_remote()
             self._start_functions(url, repo_url)
             self._start_broker()
+            if self.mlflow_server is not None:
+                self.mlflow_server.wait()
+                self._say(f"mlflow       {self.mlflow_server.url}  (UI and REST API; SQLite in {self.data_dir / 'mlflow'})")
             if not os.environ.get("GITOPS_REPO_URL"):
                 self._register_example_project(repo_url)
             self._place_model_servers()
@@ -76,6 +84,9 @@ class Stack:
         if self.ferretdb is not None:
             self.ferretdb.stop()
             self.ferretdb = None
+        if self.mlflow_server is not None:
+            self.mlflow_server.stop()
+            self.mlflow_server = None
         if self._lock_file is not None:
             with contextlib.suppress(OSError):
                 (self.data_dir / "run.pid").unlink()
@@ -109,6 +120,8 @@ class Stack:
         wanted["local broker"] = self.broker_port
         if not self.mongo_url:
             wanted["FerretDB"] = self.mongo_port
+        if self.mlflow:
+            wanted["MLflow"] = self.mlflow_port + self.port_offset
         busy = [f"{port} ({name})" for name, port in wanted.items() if port_open(port)]
         if busy:
             raise RuntimeError("ports already in use by another program: " + ", ".join(busy)
@@ -141,6 +154,16 @@ class Stack:
         for problem in report.get("problems", []):
             self._say(f"workloads    {problem}")
 
+    def _start_mlflow(self) -> None:
+        if not self.mlflow:
+            return
+        from vllmbench.mlflow.server import embedded
+
+        self.mlflow_server, self.mlflow_env = embedded(
+            self.data_dir / "mlflow", self.mlflow_port + self.port_offset, log=self.data_dir / "logs" / "mlflow.log",
+            webhook_url=f"{self.url('mlflow_poll')}/webhooks/mlflow")
+        self.mlflow_server.start(wait=False)
+
     def _ensure_git_remote(self) -> str:
         configured = os.environ.get("GITOPS_REPO_URL")
         if configured:
@@ -165,7 +188,8 @@ class Stack:
                    "VLLMBENCH_VLLM_URL": self.url("vllm_deploy"), "VLLMBENCH_EVAL_URL": self.url("eval"),
                    # the original POST /evaluate {model_name, vllm-url} evaluates the example project
                    "VLLMBENCH_EVAL_DEFAULT_PROJECT": os.environ.get("VLLMBENCH_EVAL_DEFAULT_PROJECT", EXAMPLE_PROJECT),
-                   "VLLMBENCH_EVAL_DEFAULT_BENCHMARK": os.environ.get("VLLMBENCH_EVAL_DEFAULT_BENCHMARK", "chat-short")}
+                   "VLLMBENCH_EVAL_DEFAULT_BENCHMARK": os.environ.get("VLLMBENCH_EVAL_DEFAULT_BENCHMARK", "chat-short"),
+                   **(self.mlflow_env if folder == "mlflow_poll" else {})}
             argv = [str(launcher), "--target=handle", f"--source={REPO / 'functions' / folder / 'main.py'}",
                     f"--port={port}", "--host=127.0.0.1"]
             self.processes.append(Process(service, argv, log=self.data_dir / "logs" / f"{folder}.log", env=env,

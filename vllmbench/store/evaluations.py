@@ -4,6 +4,11 @@ Events about one evaluation may arrive at once (a result and a tick): each trans
 reads the document, computes the next one (pure), and writes it only if nobody wrote
 in between (``version`` compare-and-set); a loser reads again and re-applies its event,
 which the machine makes idempotent. Nothing is lost, nothing is applied twice.
+
+A request's labels are stored as a list of ``{"k": key, "v": value}``: their keys are
+Kubernetes-style (``vllmbench.dev/mlflow-model``), a document key may not hold a dot, and
+FerretDB stores no nested arrays. Callers see
+the mapping; only this module knows the stored form.
 """
 
 from __future__ import annotations
@@ -25,6 +30,20 @@ def ensure_indexes(db: Any) -> None:
         db[COLLECTION].create_index([("key", 1), ("state", 1), ("created_at", -1)])
 
 
+def _stored(doc: dict[str, Any]) -> dict[str, Any]:
+    request = doc.get("request")
+    if isinstance(request, dict) and isinstance(request.get("labels"), dict):
+        doc = {**doc, "request": {**request, "labels": [{"k": k, "v": v} for k, v in request["labels"].items()]}}
+    return doc
+
+
+def _read(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    request = (doc or {}).get("request")
+    if isinstance(request, dict) and isinstance(request.get("labels"), list):
+        request["labels"] = {str(pair["k"]): pair["v"] for pair in request["labels"]}
+    return doc
+
+
 class Evaluations:
     def __init__(self, db: Any) -> None:
         self._c = db[COLLECTION]
@@ -37,14 +56,14 @@ class Evaluations:
         doc = {**doc, "version": 1}
         with translate("storing an evaluation"):
             try:
-                self._c.insert_one(doc)
+                self._c.insert_one(_stored(doc))
                 return doc, True
             except DuplicateKeyError:
                 return self.get(doc["_id"]), False
 
     def get(self, evaluation_id: str) -> dict[str, Any]:
         with translate("reading an evaluation"):
-            doc = self._c.find_one({"_id": evaluation_id})
+            doc = _read(self._c.find_one({"_id": evaluation_id}))
         if doc is None:
             raise NotFound(f"no evaluation {evaluation_id!r}; GET /evaluations lists them")
         return doc
@@ -54,27 +73,27 @@ class Evaluations:
         version = doc["version"]
         new = {**doc, "version": version + 1, "updated_at": dt.datetime.now(dt.timezone.utc)}
         with translate("updating an evaluation"):
-            result = self._c.replace_one({"_id": doc["_id"], "version": version}, new)
+            result = self._c.replace_one({"_id": doc["_id"], "version": version}, _stored(new))
         if result.matched_count != 1:
             raise Conflict(f"evaluation {doc['_id']!r} changed meanwhile")
         return new
 
     def active(self) -> list[dict[str, Any]]:
         with translate("listing active evaluations"):
-            return list(self._c.find({"state": {"$in": ["scheduled", "waiting", "running", "collecting"]}}))
+            return [_read(d) for d in self._c.find({"state": {"$in": ["scheduled", "waiting", "running", "collecting"]}})]
 
     def list(self, *, query: dict[str, Any], limit: int, before: dt.datetime | None) -> list[dict[str, Any]]:
         selector = dict(query)
         if before is not None:
             selector["created_at"] = {"$lt": before}
         with translate("listing evaluations"):
-            return list(self._c.find(selector, {"seen": 0}).sort([("created_at", -1)]).limit(limit))
+            return [_read(d) for d in self._c.find(selector, {"seen": 0}).sort([("created_at", -1)]).limit(limit)]
 
     def last_passing(self, key: str, *, exclude: str) -> dict[str, Any] | None:
         """The newest finished evaluation of the same profile and server whose verdict was not worse."""
         with translate("finding a baseline"):
             docs = self._c.find({"key": key, "state": "done"}).sort([("created_at", -1)]).limit(50)
-            for doc in docs:
+            for doc in map(_read, docs):
                 verdict = (doc.get("verdict") or {}).get("verdict")
                 if doc["_id"] != exclude and verdict in ("same", "better", "no_baseline"):
                     return doc

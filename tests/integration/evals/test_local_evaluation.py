@@ -27,6 +27,8 @@ PROFILE = {"model": "sim-model", "load": {"mode": "rate", "arrival": "constant",
            # medians decide here: a p99 of a 3 s run on two shared cores moves by a third from run to run
            "verdict": {"threshold_percent": 10, "metrics": ["ttft_p50", "tpot_p50", "e2e_p50", "output_tokens_per_s"]}}
 ATTEMPTS = 3
+SERVER = {"model_name": "facebook/opt-125m", "served_model_name": "sim-v2", "gpu_resource_type": "cpu",
+          "max_model_len": 2048}
 
 
 @pytest.fixture
@@ -35,7 +37,8 @@ def stack(serve_function: Any, tmp_path: Path) -> Any:
     from vllmbench.embedded.processes import free_port
 
     remote = make_remote(tmp_path / "config.git", {"projects/demo/project.yaml": "name: demo\n",
-                                                   "projects/demo/benchmarks/chat.yaml": yaml.safe_dump(PROFILE)})
+                                                   "projects/demo/benchmarks/chat.yaml": yaml.safe_dump(PROFILE),
+                                                   "models/default/sim-v2.yaml": yaml.safe_dump(SERVER)})
     port = free_port()
     broker_url = f"http://127.0.0.1:{port}/"
     root = tmp_path / "workloads"
@@ -111,3 +114,39 @@ def test_the_original_deployers_run_becomes_an_evaluation(stack: Any, serve_func
     refused = deployer.post("/run", json={"project_id": "demo", "config_file_id": "benchmarks/absent.yaml",
                                           "vllm_model_endpoint": "http://127.0.0.1:9/"})
     assert refused.status_code == 422 and "absent" in refused.json()["message"]
+
+
+def _registered(evals: Any, event_id: str, data: dict[str, Any]) -> Any:
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+
+    event = CloudEvent({"id": event_id, "source": "/vllmbench/benchmark-mlflow",
+                        "type": "dev.vllmbench.model.version.registered"}, data)
+    headers, body = to_binary(event)
+    return evals.post("/events", data=body, headers=headers)
+
+
+def test_a_version_the_mlflow_service_registered_is_evaluated_once_with_its_labels(stack: Any) -> None:
+    """The MLflow service's dev.vllmbench.model.version.registered (docs/mlflow.md, "Events") is an
+    evaluation request: the rule's profile, the new server, the labels that lead the verdict back."""
+    evals, _ = stack
+    labels = {"vllmbench.dev/mlflow-model": "sim", "vllmbench.dev/mlflow-version": "2"}  # dotted keys
+    data = {"model": "sim", "version": 2, "server": "default/sim-v2", "path": "models/default/sim-v2.yaml",
+            "benchmark": {"project": "demo", "profile": "chat", "baseline": "previous",
+                          "baseline_server": "default/sim-v1", "labels": labels}}
+    first = _registered(evals, "sim:v2", data)
+    assert first.status_code == 202, first.text
+    ev = evals.get("/evaluations/mlflow-sim-v2-chat").json()
+    assert ev["request"]["labels"] == labels and ev["request"]["baseline"] == "server:default/sim-v1"
+    assert ev["server"]["name"] == "sim-v2" and ev["state"] in ("waiting", "running")
+    # delivered again (acknowledged by the event ledger), or announced under another id: the same evaluation
+    assert _registered(evals, "sim:v2", data).status_code == 200
+    again = _registered(evals, "sim:v2-again", data)
+    assert again.status_code == 202 and '"created": false' in again.text.replace('":false', '": false'), again.text
+    listed = evals.get("/evaluations", params={"project": "demo"}).json()["items"]
+    assert [e["id"] for e in listed].count("mlflow-sim-v2-chat") == 1
+    assert evals.delete("/evaluations/mlflow-sim-v2-chat").status_code == 200
+    # a rule with no benchmark asks for nothing; a profile the project lacks is refused, not retried
+    assert _registered(evals, "sim:v3", {**data, "benchmark": None}).status_code == 202
+    refused = _registered(evals, "sim:v4", {**data, "benchmark": {**data["benchmark"], "profile": "absent"}})
+    assert refused.status_code == 422 and "absent" in refused.text
