@@ -44,6 +44,17 @@ def _indexes(ctx: Context) -> None:
     ensure_indexes(ctx.db)
 
 
+@app.on_start
+def _collect_less_often(ctx: Context) -> None:
+    import gc
+
+    # This process keeps tens of MB of decoded index nodes (the store's node cache), and a
+    # batch of records allocates hundreds of thousands of objects: at Python's default
+    # threshold (700) the collector runs every few hundred and rescans what survived, a
+    # third of the CPU of an ingest here (docs/results.md, "Ingest").
+    gc.set_threshold(50_000, 20, 10)
+
+
 def _store(ctx: Context) -> ResultsStore:
     from vllmbench.store.results import ResultsStore
 

@@ -4,8 +4,10 @@
     BENCH_RESULTS_SIZES=10000,100000,1000000 make bench BENCH_ARGS=results   # the 1M point too
 
 For each size, on one database that grows from one size to the next:
-- ingest: the first 10,000 records posted in batches of 500 to POST /standardized_output
-  (records/s over HTTP); the rest written through the store adapter to save time;
+- ingest: 10,000 records posted in batches of 500 to POST /standardized_output over one
+  connection, then 10,000 more over two connections at once (a client that sends its next
+  batch while the last one is stored): records/s over HTTP and CPU per record; the rest
+  written through the store adapter to save time (``BENCH_RESULTS_SIZES=`` stops here);
 - listing: each single filter (project, model, harness, tag, time range) and no filter,
   default sort (newest first), first pages and cursor pages, 50 per page: p50/p95;
 - GET /runs/{id}, GET /standardized_output/{id} and GET /compare of 5 runs: p50/p95;
@@ -46,8 +48,9 @@ from tests.fixtures.records import record  # noqa: E402
 from vllmbench.embedded.ferretdb import FerretDB  # noqa: E402
 from vllmbench.embedded.processes import free_port, http_ok, wait_until  # noqa: E402
 
-SIZES = [int(s) for s in os.environ.get("BENCH_RESULTS_SIZES", "10000,100000").split(",")]
-HTTP_INGEST = int(os.environ.get("BENCH_INGEST_RECORDS", "10000"))
+SIZES = [int(s) for s in os.environ.get("BENCH_RESULTS_SIZES", "10000,100000").split(",") if s]  # "": ingest only
+HTTP_INGEST = int(os.environ.get("BENCH_INGEST_RECORDS", "10000"))  # per connection count below
+INGEST_CONNECTIONS = (1, 2)
 BATCH = 500
 PROJECTS, MODELS, HARNESSES = 20, 7, ("vllmbench", "guidellm", "vllm-bench-serve")
 SPACING_S = 37
@@ -100,12 +103,48 @@ class Cpu:
     def mark(self) -> None:
         self.start = self.now()
 
-    def per(self, n: int) -> str:
+    def per(self, n: int, what: str = "request") -> str:
         used = [b - a for a, b in zip(self.start, self.now())]
+        if what == "record":
+            return "CPU/record: function {:.0f} us, FerretDB {:.0f} us".format(*(1e6 * u / max(n, 1) for u in used))
         return "CPU/request: function {:.1f} ms, FerretDB {:.1f} ms".format(*(1000 * u / max(n, 1) for u in used))
 
 
 CPU: Cpu | None = None
+
+
+def load() -> str:
+    """The machine's load average over the last minute: beside every wall-clock figure."""
+    return "load " + Path("/proc/loadavg").read_text().split()[0]
+
+
+def ingest(url: str, first: int, count: int, connections: int) -> int:
+    """``count`` records from ``first`` in batches of 500, posted over ``connections`` connections at once."""
+    bodies = [json.dumps([make(i) for i in range(start, min(start + BATCH, first + count))]).encode()
+              for start in range(first, first + count, BATCH)]
+    errors: list[str] = []
+
+    def post(part: list[bytes]) -> None:
+        session = requests.Session()
+        for body in part:
+            response = session.post(url + "/standardized_output", data=body, timeout=120,
+                                    headers={"Content-Type": "application/json"})
+            if response.status_code != 201:
+                errors.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=post, args=(bodies[c::connections],)) for c in range(connections)]
+    CPU.mark()
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"ingest failed: {errors[0]}")
+    print(f"ingest: {count:,} records in batches of {BATCH} over HTTP, {connections} connection(s): {elapsed:.1f} s, "
+          f"{count / elapsed:,.0f} records/s ({CPU.per(count, 'record')}; {load()})", flush=True)
+    return first + count
 
 
 def timed(session: requests.Session, url: str, **params) -> tuple[float, requests.Response]:
@@ -136,7 +175,7 @@ def listing(session: requests.Session, url: str, size: int) -> None:
                 if not cursor:
                     break
         print(f"  list {label:<22} p50 {statistics.median(pages):6.1f} ms  p95 {pct(pages, 95):6.1f} ms"
-              f"  ({len(pages)} pages of 50; {CPU.per(len(pages))})", flush=True)
+              f"  ({len(pages)} pages of 50; {CPU.per(len(pages))}; {load()})", flush=True)
 
 
 def point_reads(session: requests.Session, url: str, size: int) -> None:
@@ -148,7 +187,7 @@ def point_reads(session: requests.Session, url: str, size: int) -> None:
         CPU.mark()
         times = [timed(session, url + path())[0] for _ in range(60)]
         print(f"  {label:<28} p50 {statistics.median(times):6.1f} ms  p95 {pct(times, 95):6.1f} ms  (60 requests; "
-              f"{CPU.per(60)})", flush=True)
+              f"{CPU.per(60)}; {load()})", flush=True)
 
 
 def mixed(url: str, size: int, seconds: float = 15.0) -> None:
@@ -253,24 +292,19 @@ def main() -> None:
             wait_until(lambda: http_ok(url + "/ready"), timeout_s=60, what="results function", process=server)
             CPU = Cpu(server.pid, *([db.process.popen.pid] if db is not None else []))
             session = requests.Session()
-            bodies = [json.dumps([make(i) for i in range(first, min(first + BATCH, HTTP_INGEST))])
-                      for first in range(0, HTTP_INGEST, BATCH)]
-            started = time.perf_counter()
-            for body in bodies:
-                response = session.post(url + "/standardized_output", data=body, timeout=120,
-                                        headers={"Content-Type": "application/json"})
-                response.raise_for_status()
-            elapsed = time.perf_counter() - started
-            print(f"ingest: {HTTP_INGEST:,} records in batches of {BATCH} over HTTP: {elapsed:.1f} s, "
-                  f"{HTTP_INGEST / elapsed:,.0f} records/s ({CPU.per(HTTP_INGEST)} per record)", flush=True)
+            have = 0
+            for connections in INGEST_CONNECTIONS:
+                have = ingest(url, have, HTTP_INGEST, connections)
 
             from vllmbench.models.results import StandardizedRecord
             from vllmbench.store.mongo import MongoStore
             from vllmbench.store.results import ResultsStore
 
+            import gc
+
+            gc.set_threshold(50_000, 20, 10)  # as the results function does (functions/results/main.py)
             client = MongoStore(mongo_url)
             store = ResultsStore(client.database(env["VLLMBENCH_DATABASE"]))
-            have = HTTP_INGEST
             for size in SIZES:
                 filled = time.perf_counter()
                 CPU.mark()
@@ -281,14 +315,15 @@ def main() -> None:
                     took = time.perf_counter() - filled
                     print(f"fill: {size - have:,} more records through the store adapter (batches of 5,000, "
                           f"validated) in {took:.1f} s ({(size - have) / took:,.0f} records/s; FerretDB "
-                          f"{CPU.per(size - have).split('FerretDB ')[1]} per record)", flush=True)
+                          f"{CPU.per(size - have, 'record').split('FerretDB ')[1]} per record)", flush=True)
                 have = max(have, size)
                 print(f"at {size:,} records:", flush=True)
                 listing(session, url, size)
                 point_reads(session, url, size)
                 mixed(url, size)
             client.close()
-            samples_bench(session, url)
+            if SIZES:
+                samples_bench(session, url)
         finally:
             server.terminate()
             server.wait(10)

@@ -102,10 +102,34 @@ class Change:
     def put(self, name: str, key: Key, value: Any) -> None:
         self.upserts.setdefault(name, {})[tuple(key)] = value
 
+    def put_all(self, names: list[str], key: tuple[Any, ...], value: Any) -> None:
+        """The same entry in each of the trees ``names`` (a record in every listing it belongs to)."""
+        upserts = self.upserts
+        for name in names:
+            staged = upserts.get(name)
+            if staged is None:
+                staged = upserts[name] = {}
+            staged[key] = value
+
     def get(self, name: str, key: Key) -> Any | None:
         """The value under ``key`` counting this change's own puts."""
         staged = self.upserts.get(name, {}).get(tuple(key))
         return staged if staged is not None else self.snapshot.get(name, key)
+
+    def get_many(self, name: str, keys: list[Key]) -> dict[tuple[Any, ...], Any | None]:
+        """``get`` of many keys, by ``tuple(key)``: a tree level at a time for the ones not staged."""
+        staged = self.upserts.get(name, {})
+        out: dict[tuple[Any, ...], Any | None] = {}
+        missing = []
+        for key in keys:
+            found = staged.get(tuple(key))
+            if found is None:
+                missing.append(key)
+            out[tuple(key)] = found
+        if missing:
+            for key, hits in self.snapshot.get_many(name, missing).items():
+                out[key] = hits[0][1] if hits else None
+        return out
 
     def insert(self, collection: str, doc: dict[str, Any]) -> None:
         self.docs.setdefault(collection, {})[doc["_id"]] = doc
@@ -225,7 +249,8 @@ class Forest:
             catalog_items: list[tuple[Key, Any]] = []
             for name in sorted(change.upserts):
                 root, _ = snapshot.tree(name)
-                items = [(list(k), v) for k, v in sorted(change.upserts[name].items(), key=lambda kv: kv[0])]
+                # Keys of one dict differ, so the sort never compares values.
+                items = [[list(k), v] for k, v in sorted(change.upserts[name].items())]
                 new_root, count = builder.upsert(root, items)
                 catalog_items.append(([name], [new_root, count]))
             catalog, _ = builder.upsert(snapshot.catalog, catalog_items)
@@ -249,14 +274,9 @@ class Forest:
             _insert_new(self.db[collection], list(by_id.values()), what=f"storing {collection}")
 
     def _insert_nodes(self, nodes: Iterable[Node]) -> dict[str, int]:
-        from bson import Binary
-
         docs, sizes = [], {}
-        for node in nodes:
+        for node in nodes:  # bytes are BSON binary (subtype 0), read back as bytes
             doc, sizes[node.id] = encode_node(node, self.zdict)
-            doc["z"] = Binary(doc["z"])
-            if "b" in doc:
-                doc["b"] = Binary(doc["b"])
             docs.append(doc)
         _insert_new(self.nodes, docs, what="writing the results index")
         return sizes

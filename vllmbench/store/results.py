@@ -59,7 +59,7 @@ class _StdBatch:
 
     def __init__(self, records: list[StandardizedRecord], raw_key: str | None, *,
                  texts: list[str] | None = None) -> None:
-        keys = [r.key() for r in records]
+        keys = [f"{r.run.run_id}#{r.run.stage}" for r in records]  # StandardizedRecord.key()
         if len(set(keys)) != len(keys):
             dupes = sorted({k for k in keys if keys.count(k) > 1})
             raise Conflict(f"the batch holds the same run id and stage twice: {', '.join(dupes[:5])}")
@@ -67,16 +67,17 @@ class _StdBatch:
         self.raw_key = raw_key
         self.items = []
         for i, (record, key) in enumerate(zip(records, keys)):
+            run, scenario = record.run, record.scenario
             text = texts[i] if texts else record.model_dump_json()
-            attrs = [record.run.project, record.scenario.model, record.scenario.harness.name, list(record.tags)]
-            self.items.append((record.run.run_id, record.run.stage, key, content_id(text), text,
-                               L.to_ms(record.run.started_at), attrs))
+            attrs = [run.project, scenario.model, scenario.harness.name, list(record.tags)]
+            self.items.append((run.run_id, run.stage, key, content_id(text), text, L.to_ms(run.started_at), attrs))
 
     def check(self, change: Change) -> list[int]:
         """Indexes of the records to store; raises Conflict (nothing staged) on other content."""
+        stored_ids = change.get_many(L.STD_KEY, [[run_id, stage] for run_id, stage, *_ in self.items])
         new, clashing = [], []
         for i, (run_id, stage, key, rid, _, _, _) in enumerate(self.items):
-            stored = change.get(L.STD_KEY, [run_id, stage])
+            stored = stored_ids[(run_id, stage)]
             if stored is None:
                 new.append(i)
             elif stored[0] != rid:
@@ -87,18 +88,19 @@ class _StdBatch:
         return new
 
     def stage(self, change: Change, new: list[int]) -> dict[str, Any]:
-        from bson import Binary
-
+        trees: dict[tuple[Any, ...], list[str]] = {}  # records of a batch share a few attribute sets
         for i in new:
             run_id, stage, key, rid, text, t, attrs = self.items[i]
             project, model, harness, tags = attrs
+            names = trees.get(signature := (project, model, harness, *tags))
+            if names is None:
+                names = trees[signature] = L.trees_of(L.STD, {"project": project, "model": model,
+                                                              "harness": harness, "tags": tags})
             packed = Packed(text=text)
-            value = [rid, *attrs, packed]
             # The record alone too, for point reads: a leaf holds 32 and a run needs one.
-            change.insert(L.RECORDS, {"_id": rid, "b": Binary(packed.blob(L.RECORD_DICTIONARY))})
-            for name in L.trees_of(L.STD, {"project": project, "model": model, "harness": harness, "tags": tags}):
-                change.put(name, [t, key], value)
-            change.put(L.STD_KEY, [run_id, stage], [rid, t, *attrs, self.raw_key])
+            change.insert(L.RECORDS, {"_id": rid, "b": packed.blob(L.RECORD_DICTIONARY)})
+            change.put_all(names, (t, key), [rid, project, model, harness, tags, packed])
+            change.put(L.STD_KEY, [run_id, stage], [rid, t, project, model, harness, tags, self.raw_key])
         return {"stored": len(new), "unchanged": len(self.keys) - len(new), "ids": self.keys}
 
 

@@ -59,13 +59,16 @@ class Builder:
     created: dict[str, Node] = field(default_factory=dict)
     freed: list[str] = field(default_factory=list)
 
-    def upsert(self, root_id: str | None, items: list[tuple[Key, Any]]) -> tuple[str | None, int]:
-        """``items`` sorted by key, keys unique; returns (new root id, entries in the tree)."""
+    def upsert(self, root_id: str | None, items: list[Any]) -> tuple[str | None, int]:
+        """``items`` (``[key, value]`` lists or pairs) sorted by key, keys unique; returns
+        (new root id, entries in the tree). Lists become the new leaves' entries as they are."""
         if not items:
             return root_id, (self._load(root_id).count if root_id else 0)
+        if type(items[0]) is not list:
+            items = [[k, v] for k, v in items]
         height = 0
         if root_id is None:
-            level = self._emit(0, [[k, v] for k, v in items])
+            level = self._emit(0, list(items))
         else:
             root = self._load(root_id)
             height = root.level
@@ -79,14 +82,14 @@ class Builder:
     def _load(self, node_id: str) -> Node:
         return self.created.get(node_id) or self.load(node_id)
 
-    def _apply(self, node: Node, items: list[tuple[Key, Any]]) -> list[list[Any]]:
+    def _apply(self, node: Node, items: list[list[Any]]) -> list[list[Any]]:
         if self.created.pop(node.id, None) is None:  # a node of this same change is simply dropped
             self.freed.append(node.id)
         if node.level == 0:
             appended = bool(node.entries) and items[0][0] > node.entries[-1][0]
             return self._emit(0, _merge(node.entries, items), fill=appended)
         firsts = [e[0] for e in node.entries]
-        groups: dict[int, list[tuple[Key, Any]]] = {}
+        groups: dict[int, list[list[Any]]] = {}
         for item in items:  # each to the last child whose first key is <= its key (the first child if none)
             groups.setdefault(max(0, bisect.bisect_right(firsts, item[0]) - 1), []).append(item)
         children: list[list[Any]] = []
@@ -113,10 +116,10 @@ class Builder:
         return out
 
 
-def _merge(entries: list[list[Any]], items: list[tuple[Key, Any]]) -> list[list[Any]]:
+def _merge(entries: list[list[Any]], items: list[list[Any]]) -> list[list[Any]]:
     """Sorted merge; an item whose key is present replaces that entry's value."""
     if not entries or items[0][0] > entries[-1][0]:  # the usual case: newer than everything here
-        return entries + [[k, v] for k, v in items]
+        return entries + items
     out: list[list[Any]] = []
     i = j = 0
     n, m = len(entries), len(items)
@@ -126,14 +129,14 @@ def _merge(entries: list[list[Any]], items: list[tuple[Key, Any]]) -> list[list[
             out.append(entries[i])
             i += 1
         elif b < a:
-            out.append([b, items[j][1]])
+            out.append(items[j])
             j += 1
         else:
-            out.append([b, items[j][1]])
+            out.append(items[j])
             i += 1
             j += 1
     out += entries[i:]
-    out += [[k, v] for k, v in items[j:]]
+    out += items[j:]
     return out
 
 

@@ -24,7 +24,7 @@ from vllmbench.errors import (
     UserError,
     VllmbenchError,
 )
-from vllmbench.web.bodies import BODY_READ, parse_json, query_to_dict, read_body, require_json, resolve, validate
+from vllmbench.web.bodies import BODY_READ, parse_body, query_to_dict, read_body, require_json, resolve, validate
 from vllmbench.web.context import Context, Reply
 
 if TYPE_CHECKING:
@@ -257,8 +257,7 @@ class FunctionApp:
         elif route.body is not None:
             require_json(request.headers.get("Content-Type"))
             data = read_body(request, settings.max_body_bytes, timeout_s=settings.body_timeout_s)
-            kwargs["body"] = validate(resolve(route.body), parse_json(data, max_depth=settings.max_json_depth),
-                                      where="body", strict=True, text=data)
+            kwargs["body"] = parse_body(resolve(route.body), data, max_depth=settings.max_json_depth)
         if route.query is not None:
             query = resolve(route.query)
             kwargs["query"] = validate(query, query_to_dict(query, request.args), where="query")

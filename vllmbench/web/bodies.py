@@ -6,6 +6,7 @@ import functools
 import importlib
 import json
 import re
+import types
 import typing
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,82 @@ def _where(loc: Any) -> str:
     return ".".join(reversed(parts)) or "(top level)"
 
 
+def parse_body(model: Any, data: bytes, *, max_depth: int, where: str = "body") -> Any:
+    """A JSON body validated as ``model`` (strict) in one pass of pydantic's JSON parser.
+
+    Same answers as ``validate(model, parse_json(data), strict=True, text=data)``, at a
+    fraction of the cost: the body is parsed once, in Rust, and what that parser admits
+    but ``parse_json`` refuses (NaN, Infinity, numbers beyond a float, nesting past
+    ``max_depth``) is looked for in the bytes only when the schema lets it through
+    (``json_bounds``). A body the parser or the model refuses is read again by
+    ``parse_json``, so that a malformed one keeps its precise 400 (line and column, where
+    the NaN or the lone surrogate is) before any 422.
+    """
+    from pydantic import ValidationError
+
+    from vllmbench.web import json_bounds
+
+    try:
+        value = _validate_json(_fast_type(model, data), data)
+    except ValidationError as exc:
+        parse_json(data, max_depth=max_depth)  # raises the 400 of a body that is not strict JSON
+        if _fast_type(model, data) is not model:
+            try:  # the errors as the declared type gives them (a union names its members)
+                _validate_json(model, data)
+            except ValidationError as full:
+                exc = full
+        raise _failed(exc, where) from exc
+    shape = json_bounds.bounds(model)
+    if shape.depth is None or shape.depth > max_depth:
+        if json_bounds.nesting_depth(data, max_depth) > max_depth:
+            raise UserError(f"request body is nested deeper than {max_depth} levels")
+    if shape.non_finite and json_bounds.may_hold_non_finite(data):
+        parse_json(data, max_depth=max_depth)
+    return value
+
+
+def _validate_json(model: Any, data: bytes) -> Any:
+    from pydantic import BaseModel
+
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return model.model_validate_json(data, strict=True)
+    return _adapter(model).validate_json(data, strict=True)
+
+
+def _fast_type(model: Any, data: bytes) -> Any:
+    """For ``Model | list[Model]``, the member the body's first byte picks: pydantic's smart
+    union would also try the other. Errors are still reported as the union gives them."""
+    members = _object_or_array(model)
+    if members is None:
+        return model
+    start = _FIRST_BYTE.match(data)
+    first = start.group(1) if start else b""
+    return members[0] if first == b"{" else members[1] if first == b"[" else model
+
+
+_FIRST_BYTE = re.compile(rb"[ \t\r\n]*(.)", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=64)
+def _object_or_array(model: Any) -> tuple[Any, Any] | None:
+    from pydantic import BaseModel
+
+    if typing.get_origin(model) not in (typing.Union, types.UnionType):
+        return None
+    objects = [m for m in typing.get_args(model) if isinstance(m, type) and issubclass(m, BaseModel)]
+    arrays = [m for m in typing.get_args(model) if typing.get_origin(m) is list]
+    if len(objects) != 1 or len(arrays) != 1 or len(typing.get_args(model)) != 2:
+        return None
+    return objects[0], arrays[0]
+
+
+def _failed(exc: "ValidationError", where: str) -> ValidationFailed:
+    details = validation_details(exc, prefix=(where,))
+    first = details[0]
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return ValidationFailed(f"{first['loc']}: {first['msg']}{more}", details=details)
+
+
 def validation_details(exc: "ValidationError", *, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One entry per wrong field: where, what is wrong, what was expected."""
     details = []
@@ -199,10 +276,7 @@ def validate(model: Any, value: Any, *, where: str, strict: bool = False, text: 
             return adapter.model_validate(value)
         return _adapter(model).validate_python(value)
     except ValidationError as exc:
-        details = validation_details(exc, prefix=(where,))
-        first = details[0]
-        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-        raise ValidationFailed(f"{first['loc']}: {first['msg']}{more}", details=details) from exc
+        raise _failed(exc, where) from exc
 
 
 @functools.lru_cache(maxsize=64)
