@@ -54,8 +54,11 @@ def test_two_shards_make_the_run_one_client_makes(serve_function: Any, sim: Any)
             break  # a client starved by this shared machine is marked so; such a pair compares nothing
     assert "merged from 2 client pods" in outputs[0] and "merged from" not in outputs[1]
     s, m = single["results"], merged["results"]
-    print(f"attempt {attempt}: TTFT p50 single {s['latency']['ttft']['p50']:.3f} merged {m['latency']['ttft']['p50']:.3f} ms; "
-          f"ITL p50 single {s['latency']['itl']['p50']:.3f} merged {m['latency']['itl']['p50']:.3f} ms")
+    print(f"attempt {attempt}: requests single {s['requests']['total']} merged {m['requests']['total']}, "
+          f"ITLs single {s['latency']['itl']['count']} merged {m['latency']['itl']['count']}; "
+          f"TTFT p50 single {s['latency']['ttft']['p50']:.3f} merged {m['latency']['ttft']['p50']:.3f} ms; "
+          f"ITL p50 single {s['latency']['itl']['p50']:.3f} merged {m['latency']['itl']['p50']:.3f} ms; "
+          f"achieved single {s['trust']['achieved_rate_rps']:.2f} merged {m['trust']['achieved_rate_rps']:.2f} req/s")
     assert m["requests"] == s["requests"] and s["requests"]["total"] == 120 and s["requests"]["failed"] == 0
     assert m["latency"]["ttft"]["count"] == s["latency"]["ttft"]["count"]
     assert m["latency"]["itl"]["count"] == s["latency"]["itl"]["count"] == 120 * 15
