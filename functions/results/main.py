@@ -215,11 +215,13 @@ if TYPE_CHECKING:
 
 
 def _report_run(store: ResultsStore, item: str) -> RunData:
-    """One run (or RUN@STAGE) as the report draws it. Its per-request samples come from its raw
-    vllmbench report today (vllmbench.report.data.request_rows); stored samples plug in there."""
+    """One run (or RUN@STAGE) as the report draws it: its per-request samples from its raw
+    vllmbench report, else those stored apart (a large run's, another harness's)."""
     from vllmbench.report.data import run_item
+    from vllmbench.store.samples import RunSamples
 
-    return run_item(item, store.run, source="the Results service")
+    return run_item(item, store.run, source="the Results service",
+                    fetch_rows=lambda run_id: RunSamples(store, run_id).rows())
 
 
 def _html(page: str, filename: str) -> flask.Response:

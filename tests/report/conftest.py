@@ -48,7 +48,17 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cfg = RunConfig(url=server.url, rates=(5.0, 20.0), duration_s=2.0, input_len="64", output_len="32",
                         max_in_flight=2, slo=SloSpec(ttft_ms=50, itl_ms=10), run_id=SWEEP_RUN, project="reports",
                         tags=("report-test",))
-        write_files(run_benchmark(cfg), out)
+        report = run_benchmark(cfg)
+        write_files(report, out)
+    # the same run as a large one reaches the Results service: its raw result without the
+    # requests, which follow as per-request samples in VBS1 chunks (vllmbench.harness.output)
+    from vllmbench.harness.output import raw_input, request_samples
+    from vllmbench.samples import encode_chunks
+
+    (out / "apart").mkdir()
+    (out / "apart" / "raw.json").write_text(raw_input(report, with_requests=False).model_dump_json())
+    for i, chunk in enumerate(encode_chunks(request_samples(report))):
+        (out / "apart" / f"samples-{i}.vbs1").write_bytes(chunk)
     return out
 
 

@@ -111,6 +111,21 @@ def test_report_writes_one_html_file_from_the_service_and_from_a_folder(service,
     assert offline.returncode == 0 and "throughput over time" in local.read_text()
 
 
+def test_report_of_a_run_whose_requests_were_sent_apart_pages_through_the_stored_samples(serve_function, sweep_dir,
+                                                                                        tmp_path):
+    results = serve_function("results", api_token=TOKEN)
+    posted = results.post("/raw_input", data=(sweep_dir / "apart" / "raw.json").read_bytes(),
+                          headers={"Content-Type": "application/json"})
+    assert posted.status_code == 201, posted.text
+    for chunk in sorted((sweep_dir / "apart").glob("samples-*.vbs1")):
+        assert results.post(f"/raw_input/{posted.json()['id']}/requests", data=chunk.read_bytes(),
+                            headers={"Content-Type": "application/octet-stream"}).status_code == 201
+    out = tmp_path / "apart.html"
+    made = cli(results, "report", SWEEP_RUN, "-o", str(out))
+    assert made.returncode == 0, made.stderr
+    assert "from every request" in out.read_text() and "stored percentiles" not in out.read_text()
+
+
 def test_errors_are_one_line_with_the_exit_status_of_their_kind(service, tmp_path):
     missing = cli(service, "report", "no-such-run", "-o", str(tmp_path / "x.html"))
     assert missing.returncode == 2 and "no-such-run" in one_error(missing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -53,6 +54,33 @@ def test_an_untrustworthy_stage_is_marked_with_its_reasons(results, sweep_dir):
     assert "stage 1" in banner and "in-flight cap" in banner
     assert reasons and all(escape(reason) in banner for reason in reasons)
     assert 'circle class="untrusted"' in html and "<tr class=untrustworthy>" in html
+
+
+def test_a_run_whose_requests_were_sent_apart_is_drawn_from_the_stored_samples(serve_function, sweep_dir):
+    """A large run posts its raw result without the requests and its samples after it."""
+    apart = serve_function("results")
+    raw = json.loads((sweep_dir / "apart" / "raw.json").read_text())
+    assert all(not stage["requests"] for stage in raw["data"]["stages"])
+    posted = apart.post("/raw_input", json=raw)
+    assert posted.status_code == 201, posted.text
+    for chunk in sorted((sweep_dir / "apart").glob("samples-*.vbs1")):
+        answer = apart.post(f"/raw_input/{posted.json()['id']}/requests", data=chunk.read_bytes(),
+                            headers={"Content-Type": "application/octet-stream"})
+        assert answer.status_code == 201, answer.text
+    html = apart.get(f"/runs/{SWEEP_RUN}/report").text
+    assert "from every request" in html and "stored percentiles" not in html
+    # the same run posted again with its requests inline: the report is drawn from those now
+    assert apart.post("/raw_input", json=sweep_raw(sweep_dir)).status_code == 201
+    inline = apart.get(f"/runs/{SWEEP_RUN}/report").text
+    assert html.count('<svg class="chart"') == inline.count('<svg class="chart"')
+    # the same requests in the same windows: the drawn distributions are the same figures
+    assert len(_figures(html)) > 20 and _figures(html) == _figures(inline)
+
+
+def _figures(html: str) -> list[str]:
+    """The numbers printed in the page's charts and tables (not its footer, which names the time)."""
+    body = html[:html.rfind("<footer")] if "<footer" in html else html
+    return re.findall(r"\d+(?:\.\d+)? ms", body)
 
 
 def test_a_run_without_samples_draws_from_its_stored_percentiles(results):

@@ -18,11 +18,22 @@ if TYPE_CHECKING:
 
 
 def from_service(client: ResultsClient, item: str) -> "RunData":
-    """RUN or RUN@STAGE from the Results service (records, and samples where its raw report holds them)."""
+    """RUN or RUN@STAGE from the Results service (records, and per-request samples: from its raw
+    report, else those stored apart)."""
     from vllmbench.report.data import run_item
 
+    def rows(run_id: str) -> Any:
+        """The samples stored apart, a page of 1000 at a time."""
+        path, cursor = f"/runs/{urllib.parse.quote(run_id, safe='')}/requests", None
+        while True:
+            page = client.get(path, {"limit": 1000, "cursor": cursor})
+            yield from page.get("items") or []
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
     return run_item(item, lambda run_id: client.get(f"/runs/{urllib.parse.quote(run_id, safe='')}"),
-                    source=client.base)
+                    source=client.base, fetch_rows=rows)
 
 
 def _json(path: Path) -> Any:

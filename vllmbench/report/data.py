@@ -1,12 +1,14 @@
 """What a report is drawn from: a run's standardized records and, where stored, its
 per-request samples. Pure: documents in, values out.
 
-Per-request samples come through one function, :func:`request_rows`. Today the only
-place that holds them is a ``vllmbench`` raw report (``raw.json`` of ``vllmbench run
---out``, or the raw result the run posted to the Results service), whose stages list
-every request. When the Results service stores samples of its own (issue 13,
-``GET /runs/{id}/requests``), its rows take the same shape as ``requests.jsonl``
-(``RequestRecord.to_dict`` with a ``stage``) and go through :func:`samples_by_stage`.
+Per-request samples come from one of two places: a ``vllmbench`` raw report whose
+stages list every request (``raw.json`` of ``vllmbench run --out``, or a small run's raw
+result in the Results service; :func:`request_rows`), or the samples the Results
+service stores apart (``GET /runs/{id}/requests``: a large run's requests, sent after its
+raw result, and those standardized from other harnesses' raw output). Both are rows of
+one shape (``requests.jsonl``'s, with a ``stage``) and go through :func:`samples_by_stage`;
+stored rows say themselves whether a request was in the measured window (``measured``)
+and how it ended (``outcome``).
 """
 
 from __future__ import annotations
@@ -76,14 +78,22 @@ def run_data(run_id: str, standardized: Iterable[Mapping[str, Any] | Standardize
     return RunData(run_id, records, samples_by_stage(found, records), source)
 
 
-def run_item(item: str, fetch_run: Callable[[str], Mapping[str, Any]], *, source: str) -> RunData:
+def run_item(item: str, fetch_run: Callable[[str], Mapping[str, Any]], *, source: str,
+             fetch_rows: Callable[[str], Iterable[Mapping[str, Any]]] | None = None) -> RunData:
     """``RUN`` or ``RUN@STAGE``, read with ``fetch_run(run_id)``: the document ``GET /runs/{id}``
-    answers (the store's ``run`` in the service, that route from the CLI)."""
+    answers (the store's ``run`` in the service, that route from the CLI). When its raw results
+    hold no requests, ``fetch_rows(run_id)`` gives the samples stored apart (NotFound: none)."""
     from vllmbench.report.params import split_item
 
     run_id, stage = split_item(item)
     found = fetch_run(run_id)
-    run = run_data(run_id, found["standardized"], found["raw"], source=source)
+    rows: Iterable[Mapping[str, Any]] | None = request_rows(found["raw"])
+    if not rows and fetch_rows is not None:
+        try:
+            rows = list(fetch_rows(run_id))
+        except NotFound:
+            rows = []
+    run = run_data(run_id, found["standardized"], found["raw"], rows=rows, source=source)
     return run if stage is None else run.stage(stage)
 
 
@@ -131,12 +141,16 @@ def samples_by_stage(rows: Iterable[Mapping[str, Any]], records: list[Standardiz
         lo, hi = _window_ms(record, stage_rows)
         samples = StageSamples()
         for row in stage_rows:
-            ok = row.get("error") is None and row.get("ttft_ms") is not None
+            ok = row.get("error") is None and row.get("outcome", "ok") == "ok" and row.get("ttft_ms") is not None
             if ok and row.get("e2e_ms") is not None:
                 end_s = (float(row["sent_ms"]) + float(row["e2e_ms"])) / 1000  # both from the stage start
                 samples.completions.append((end_s, int(row.get("output_tokens") or len(row.get("itl_ms") or []) + 1)))
-            scheduled = float(row.get("scheduled_ms", 0.0))
-            if not ok or scheduled < lo or (hi is not None and scheduled > hi):
+            scheduled = float(row.get("scheduled_ms") or 0.0)
+            if "measured" in row:  # a stored sample: the harness marked its window
+                outside = not row["measured"]
+            else:
+                outside = scheduled < lo or (hi is not None and scheduled > hi)
+            if not ok or outside:
                 continue
             samples.ttft_ms.append(float(row["ttft_ms"]))
             samples.itl_ms.extend(float(g) for g in row.get("itl_ms") or [])

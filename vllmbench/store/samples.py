@@ -168,11 +168,16 @@ class RunSamples:
             at += chunk["requests"]
         return {"items": rows, "count": len(rows), "total": self.total, "complete": self.complete, "next_cursor": None}
 
-    def jsonl(self, stage: int | None):  # noqa: ANN201 - a generator of lines
+    def rows(self, stage: int | None = None):  # noqa: ANN201 - a generator of rows
+        """Every request as a row (``Samples.rows``), chunk by chunk."""
         for chunk in self.chunks:
             for row in self.decoded(chunk).rows():
                 if stage is None or row["stage"] == stage:
-                    yield json.dumps(row, separators=(",", ":")) + "\n"
+                    yield row
+
+    def jsonl(self, stage: int | None):  # noqa: ANN201 - a generator of lines
+        for row in self.rows(stage):
+            yield json.dumps(row, separators=(",", ":")) + "\n"
 
     def percentiles(self, metric: str, ps: list[float], *, stage: int | None, everything: bool) -> dict[str, Any]:
         names = vbs.COLUMNS_FOR.get(metric)
