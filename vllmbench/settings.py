@@ -272,6 +272,7 @@ class Settings(_Declared):
     results_url: str = setting("http://127.0.0.1:8000", "VLLMBENCH_RESULTS_URL", "results_url")
     vllm_url: str = setting("http://127.0.0.1:8005", "VLLMBENCH_VLLM_URL", "vllm_url")
     eval_url: str = setting("http://127.0.0.1:8004", "VLLMBENCH_EVAL_URL", "eval_url")
+    deployer_url: str = setting("http://127.0.0.1:8002", "VLLMBENCH_DEPLOYER_URL", "deployer_url")
     # Evaluations (docs/evaluations.md)
     harness_image: str = setting("ghcr.io/vllmbench/vllmbench-functions:0.1.0", "VLLMBENCH_HARNESS_IMAGE",
                                  "harness_image")
