@@ -161,7 +161,7 @@ def on_eval_completed(ctx: Context, event: Any, data: EvalCompleted) -> Any:
     holder = uuid.uuid4().hex
     store.acquire(holder, wait_s=20)  # a poll saving the same version must not overwrite the write-back
     try:
-        return write_back(client(ctx.settings), store, data, eval_url=ctx.settings.eval_url,
+        return write_back(lambda: client(ctx.settings), store, data, eval_url=ctx.settings.eval_url,
                           results_url=ctx.settings.results_url)
     finally:
         store.release(holder)

@@ -11,6 +11,7 @@ the broker delivers again.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from vllmbench.logs import get_logger, info
@@ -32,13 +33,16 @@ def find_version(store: MlflowStore, event: EvalCompleted) -> ModelVersionRecord
     return store.version_of_server(event.server) if event.server else None
 
 
-def write_back(client: MlflowClient, store: MlflowStore, event: EvalCompleted, *, eval_url: str | None = None,
-               results_url: str | None = None) -> dict[str, Any]:
-    """Tags (and the alias) for the evaluated version; ``eval_url`` and ``results_url`` make the links."""
+def write_back(connect: Callable[[], MlflowClient], store: MlflowStore, event: EvalCompleted, *,
+               eval_url: str | None = None, results_url: str | None = None) -> dict[str, Any]:
+    """Tags (and the alias) for the evaluated version; ``eval_url`` and ``results_url`` make the links.
+    ``connect`` gives the MLflow client, asked only for a version this service wrote: an evaluation
+    of anything else is acknowledged even where no MLflow is configured."""
     record = find_version(store, event)
     if record is None:
         return {"ignored": f"evaluation {event.evaluation} is not of a model version this service wrote "
                            f"(server {event.server!r}, labels {sorted(event.labels)})"}
+    client = connect()
     tags = verdicts.verdict_tags(event, eval_url=eval_url, results_url=results_url)
     # One tag per call (MLflow has no batch for version tags): vllmbench.verdict goes last, so
     # that a reader who sees it sees the figures too; an alias moves only after every tag is on.

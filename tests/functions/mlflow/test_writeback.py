@@ -130,6 +130,16 @@ def test_an_evaluation_of_something_else_is_acknowledged_and_changes_nothing(set
     assert not any(k.startswith("vllmbench.") for k in setup.mlflow.tags(model, 1))
 
 
+def test_without_mlflow_configured_an_evaluation_of_something_else_is_still_acknowledged(setup: Setup):
+    """`make run` without --mlflow: every evaluation's eval.completed reaches this service, and it
+    must not be a 503 that the broker retries and dead-letters."""
+    unset = setup.function(mlflow_tracking_uri="")
+    answer = _post(unset, "u-1", {"evaluation": "ev-u", "state": "done", "server": "default/opt-125m",
+                                  "verdict": {"verdict": "no_baseline"}})
+    assert answer.status_code == 202, answer.text
+    assert "not of a model version this service wrote" in answer.json()["outcome"]["ignored"]
+
+
 def test_mlflow_down_during_the_write_back_is_503_so_the_broker_delivers_again(setup: Setup):
     model, fn = _followed(setup, versions=1)
     down = setup.function(mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
