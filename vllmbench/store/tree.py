@@ -83,10 +83,16 @@ class Builder:
         return self.created.get(node_id) or self.load(node_id)
 
     def _apply(self, node: Node, items: list[list[Any]]) -> list[list[Any]]:
+        if node.level == 0:
+            appended = bool(node.entries) and items[0][0] > node.entries[-1][0]
+            if appended and len(node.entries) >= self.leaf_capacity // 2 \
+                    and len(node.entries) + len(items) > self.leaf_capacity:
+                # Entries after a leaf at least half full that they would overflow: new leaves after
+                # it, and the leaf stays as it is (a batch rewrites no leaf of records it did not add).
+                return [[node.first_key, node.id, node.count], *self._emit(0, items, fill=True)]
         if self.created.pop(node.id, None) is None:  # a node of this same change is simply dropped
             self.freed.append(node.id)
         if node.level == 0:
-            appended = bool(node.entries) and items[0][0] > node.entries[-1][0]
             return self._emit(0, _merge(node.entries, items), fill=appended)
         # Each item goes to the last child whose first key is <= its key (the first child if
         # none). Items are sorted: a child's part is the run between two bisections.
