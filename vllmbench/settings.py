@@ -272,6 +272,7 @@ class Settings(_Declared):
     results_url: str = setting("http://127.0.0.1:8000", "VLLMBENCH_RESULTS_URL", "results_url")
     vllm_url: str = setting("http://127.0.0.1:8005", "VLLMBENCH_VLLM_URL", "vllm_url")
     eval_url: str = setting("http://127.0.0.1:8004", "VLLMBENCH_EVAL_URL", "eval_url")
+    deployer_url: str = setting("http://127.0.0.1:8002", "VLLMBENCH_DEPLOYER_URL", "deployer_url")
     # Evaluations (docs/evaluations.md)
     harness_image: str = setting("ghcr.io/vllmbench/vllmbench-functions:0.1.0", "VLLMBENCH_HARNESS_IMAGE",
                                  "harness_image")
@@ -282,6 +283,8 @@ class Settings(_Declared):
     # The original service's delay before an evaluation of {model_name, vllm-url}.
     evaluation_delay_minutes: float = setting(0.0, "EVALUATION_DELAY_MINUTES", "evaluation_delay_minutes", ge=0)
     eval_timeout_s: float = setting(7200.0, "VLLMBENCH_EVAL_TIMEOUT_S", "eval_timeout_s", gt=0)
+    # The time given the client pods of a sharded repeat to start before their shared start (docs/evaluations.md).
+    eval_shard_lead_s: float = setting(60.0, "VLLMBENCH_EVAL_SHARD_LEAD_S", "eval_shard_lead_s", ge=1, le=3600)
     # Where the functions (and the schedules' PingSources) live.
     functions_namespace: str = setting("vllmbench", "VLLMBENCH_FUNCTIONS_NAMESPACE", "functions_namespace")
 

@@ -141,7 +141,7 @@ def _summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _view(ctx: Context, doc: dict[str, Any]) -> dict[str, Any]:
     namespace = doc["request"]["namespace"]
-    deployer = "http://127.0.0.1:8002"  # the embedded stack's; a cluster reaches it through the proxy
+    deployer = ctx.settings.deployer_url.rstrip("/")
     repeats = []
     for repeat in doc["repeats"]:
         job = repeat.get("job")

@@ -22,6 +22,10 @@ PROFILE = {"description": "short chat", "model": "sim-model",
            "load": {"mode": "rate", "arrival": "poisson", "rate_rps": 4, "duration_s": 20,
                     "input_tokens": {"kind": "fixed", "mean": 128}, "output_tokens": {"kind": "fixed", "mean": 64}},
            "slo": {"ttft_ms": 200}}
+# beyond what one client pod holds (the vllmbench template's max_rate_per_pod is 400): three pods
+FAST = {"model": "sim-model", "load": {"mode": "rate", "arrival": "poisson", "rate_rps": 900, "duration_s": 1,
+                                       "input_tokens": {"kind": "fixed", "mean": 32},
+                                       "output_tokens": {"kind": "fixed", "mean": 8}}}
 
 
 class Stack:
@@ -61,6 +65,7 @@ def stack(serve_function: Any, k8s_cluster: Any, k8s_namespace: str, tmp_path: P
     remote = make_remote(tmp_path / "config.git", {
         "projects/demo/project.yaml": "name: demo\n",
         "projects/demo/benchmarks/chat.yaml": yaml.safe_dump(PROFILE),
+        "projects/demo/benchmarks/fast.yaml": yaml.safe_dump(FAST),
     })
     port = free_port()
     broker_url = f"http://127.0.0.1:{port}/"
@@ -167,3 +172,36 @@ def test_bad_requests_are_422_and_schedule_nothing(stack: Stack, body: dict, fie
     assert words in answer.text and field in answer.json()["details"][0]["loc"]
     assert stack.evals.get("/evaluations").json()["count"] == 0
     assert not stack.cluster.batch_v1.list_namespaced_job(stack.ns).items
+
+
+def test_a_rate_beyond_one_client_pod_runs_as_an_indexed_job_whose_merged_parts_are_judged(stack: Stack) -> None:
+    from dataclasses import replace
+
+    from tests.fixtures import shards
+    from vllmbench.harness.output import post_results
+    from vllmbench.harness.parts import merge_parts
+
+    ev = stack.evaluate(benchmark="fast")
+    assert ev["state"] == "running" and ev["request"]["pods"] == 3
+    [job] = stack.cluster.batch_v1.list_namespaced_job(stack.ns).items
+    assert (job.spec.completion_mode, job.spec.completions, job.spec.parallelism) == ("Indexed", 3, 3)
+    args = job.spec.template.spec.containers[0].args
+    assert "--shard=$(JOB_COMPLETION_INDEX)/3" in args and "--rate=900" in args
+    start = float(next(a for a in args if a.startswith("--start-at=")).split("=", 1)[1])
+    created = dt.datetime.fromisoformat(stack.get(ev["id"])["timeline"][-1]["at"]).timestamp()
+    assert start == pytest.approx(created + 60, abs=1)  # VLLMBENCH_EVAL_SHARD_LEAD_S
+    # kwok runs no process: post the three parts as the pods would, then merge them as pod 0 does
+    run_id = ev["repeats"][0]["run_id"]
+    cfg = shards.config(run_id, rate=900, duration_s=1, arrival="poisson", input_len="32", output_len="8")
+    offsets, requests = shards.requests(cfg)
+    for k in range(3):
+        post_results(shards.part(cfg, offsets, requests, k, 3, start_at=start), stack.results.url, api_token=None)
+    assert stack.get(ev["id"])["repeats"][0]["results"] == []  # a part is not the repeat's result
+    merged = merge_parts(replace(cfg, run_id=f"{run_id}-p0", shard_index=0, shards=3, start_at=start),
+                         stack.results.url, api_token=None, wait_s=30)
+    post_results(merged, stack.results.url, api_token=None)
+    done = stack.wait_state(ev["id"], "done")
+    assert done["verdict"]["verdict"] == "no_baseline" and done["repeats"][0]["results"] == [f"{run_id}#0"]
+    assert done["repeats"][0]["trustworthy"] is True
+    stored = stack.results.get(f"/runs/{run_id}").json()["standardized"][0]
+    assert stored["labels"] == {"client_pods": "3"} and stored["results"]["requests"]["total"] == len(offsets)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNTRUSTWORTHY = 3
+MERGE_GRACE_S = 120.0  # shard 0 waits for the other parts: their last requests' timeout, then this
 
 
 def _numbers(values: list[str], kind: type) -> tuple:
@@ -22,6 +24,17 @@ def _numbers(values: list[str], kind: type) -> tuple:
                 except ValueError:
                     raise typer.BadParameter(f"{part!r} is not a {'number' if kind is float else 'whole number'}") from None
     return tuple(out)
+
+
+def _shard(value: str | None) -> tuple[int | None, int]:
+    """``I/N`` (``--shard=$(JOB_COMPLETION_INDEX)/N`` in an Indexed Job) as (I, N)."""
+    if not value:
+        return None, 1
+    index, _, total = value.partition("/")
+    try:
+        return int(index), int(total)
+    except ValueError:
+        raise typer.BadParameter(f"--shard {value!r} must be I/N, e.g. 0/4 (shard I of N)") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -61,6 +74,11 @@ def register(app: typer.Typer) -> None:
         project: str = typer.Option(None),
         tag: list[str] = typer.Option([], help="Tag for the records; repeat."),
         run_id: str = typer.Option("", help="Run id (default: generated)."),
+        shard: str = typer.Option(None, help="I/N: send arrivals I, I+N, ... of the schedule, one of N client pods "
+                                            "sending it together; posts run <run-id>-pI, and shard 0 merges them."),
+        start_at: float = typer.Option(None, help="Unix time the schedule starts at (every shard's the same)."),
+        stage_gap: float = typer.Option(10.0, help="Sharded sweeps: seconds from the end of a stage's schedule to "
+                                                   "the start of the next one."),
         strict: bool = typer.Option(False, help="Exit 3 when a stage is untrustworthy."),
         quiet: bool = typer.Option(False, help="No live progress."),
     ) -> None:
@@ -79,6 +97,7 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True)
         try:
             rates, concurrencies = _numbers(rate, float), _numbers(concurrency, int)
+            shard_index, shards = _shard(shard)
             cfg = RunConfig(
                 url=url, model=model, endpoint=endpoint, stream=stream, api_key=api_key,
                 mode="concurrency" if concurrencies and not rates else "rate",
@@ -90,9 +109,13 @@ def register(app: typer.Typer) -> None:
                 unique_prompts=unique_prompts, seed=seed,
                 slo=SloSpec(slo_ttft_ms, slo_itl_ms, slo_tpot_ms, slo_e2e_ms),
                 run_id=run_id, project=project, tags=tuple(tag),
+                shard_index=shard_index, shards=shards, start_at=start_at, stage_gap_s=stage_gap,
             )
             if rates and concurrencies:
                 raise typer.BadParameter("give --rate or --concurrency, not both")
+            if cfg.sharded and not results_url:
+                raise typer.BadParameter("--shard needs --results-url: the parts meet in the Results service, "
+                                         "where shard 0 merges them")
             live = None if quiet else Live("starting", console=err, auto_refresh=False, transient=True)
             if live:
                 live.start()
@@ -113,8 +136,11 @@ def register(app: typer.Typer) -> None:
             if results_url:
                 from vllmbench.harness.output import post_results
 
-                post_results(report, results_url, api_token=api_token or os.environ.get("VLLMBENCH_API_TOKEN"))
+                token = api_token or os.environ.get("VLLMBENCH_API_TOKEN")
+                post_results(report, results_url, api_token=token)
                 console.print(f"posted run {report.config.run_id} to {results_url}")
+                if report.config.sharded and report.config.shard_index == 0:
+                    report = _merge(report, results_url, token, console)
         except typer.BadParameter as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -124,6 +150,22 @@ def register(app: typer.Typer) -> None:
         if all(r.results.requests.succeeded == 0 for r in report.records):
             typer.echo("error: no request succeeded", err=True)
             raise typer.Exit(EXIT_FAILED)
-        if strict and not report.trustworthy:
+        if strict and not report.trustworthy:  # shard 0: the merged run's
             typer.echo("error: the run is untrustworthy (see the reasons above) and --strict is set", err=True)
             raise typer.Exit(EXIT_UNTRUSTWORTHY)
+
+
+def _merge(part: Any, results_url: str, token: str | None, console: Any) -> Any:
+    """Shard 0: every part from the Results service, merged and posted as the run."""
+    from vllmbench.harness.output import post_results
+    from vllmbench.harness.parts import merge_parts
+    from vllmbench.harness.summary import print_summary
+
+    cfg = part.config
+    console.print(f"waiting for the other {cfg.shards - 1} part(s) of the run ...")
+    merged = merge_parts(cfg, results_url, api_token=token, wait_s=cfg.timeout_s + MERGE_GRACE_S)
+    console.print(f"merged {cfg.shards} client pods' parts:")
+    print_summary(console, merged.records, None)
+    post_results(merged, results_url, api_token=token)
+    console.print(f"posted run {merged.config.run_id} (merged from {cfg.shards} client pods) to {results_url}")
+    return merged

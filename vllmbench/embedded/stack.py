@@ -186,6 +186,7 @@ class Stack:
                    # how the functions reach each other here (shifted with the ports in tests)
                    "VLLMBENCH_MANAGER_URL": self.url("sync"), "VLLMBENCH_RESULTS_URL": self.url("results"),
                    "VLLMBENCH_VLLM_URL": self.url("vllm_deploy"), "VLLMBENCH_EVAL_URL": self.url("eval"),
+                   "VLLMBENCH_DEPLOYER_URL": self.url("deploy"),
                    # the original POST /evaluate {model_name, vllm-url} evaluates the example project
                    "VLLMBENCH_EVAL_DEFAULT_PROJECT": os.environ.get("VLLMBENCH_EVAL_DEFAULT_PROJECT", EXAMPLE_PROJECT),
                    "VLLMBENCH_EVAL_DEFAULT_BENCHMARK": os.environ.get("VLLMBENCH_EVAL_DEFAULT_BENCHMARK", "chat-short"),

@@ -98,18 +98,25 @@ def _note(ev: dict[str, Any], reason: str, now: dt.datetime) -> None:
     ev["timeline"].append({"at": _now_iso(now), "state": ev["state"], "reason": reason})
 
 
-def _name_jobs(ev: dict[str, Any]) -> None:
+def _name_jobs(ev: dict[str, Any], now: dt.datetime) -> str:
+    """Name the Jobs (and, for several client pods, fix their shared start once: a Job is rendered
+    again on every tick and must come out the same). Returns what starts, for the timeline."""
     from vllmbench.evals.templates import job_name
 
     for repeat in ev["repeats"]:
         repeat["job"] = repeat["job"] or job_name(ev["_id"], repeat["index"])
+    jobs = f"{len(ev['repeats'])} job(s)"
+    pods = int(ev["request"].get("pods") or 1)
+    if pods <= 1:
+        return jobs
+    ev["start_at"] = ev.get("start_at") or now + dt.timedelta(seconds=float(ev["request"].get("shard_lead_s") or 60))
+    return f"{jobs} of {pods} client pods each, sending together from {_now_iso(_aware(ev['start_at']))}"
 
 
 def _start(ev: dict[str, Any], now: dt.datetime) -> list[Action]:
     if ev["target_url"]:
-        _name_jobs(ev)
-        return _move(ev, "running", f"target {ev['target_url']} given: starting {len(ev['repeats'])} job(s)",
-                     now) + [Action("apply_jobs")]
+        jobs = _name_jobs(ev, now)
+        return _move(ev, "running", f"target {ev['target_url']} given: starting {jobs}", now) + [Action("apply_jobs")]
     server = ev["server"] or {}
     return _move(ev, "waiting", f"waiting for ModelServer {server.get('namespace')}/{server.get('name')} "
                  "to be placed and ready", now) + [Action("ensure_server")]
@@ -143,10 +150,9 @@ def _on_server_ready(ev: dict[str, Any], event: dict[str, Any], now: dt.datetime
         return []
     ev["server_url"] = event["url"]
     ev["model"] = event.get("model") or ev["model"]
-    _name_jobs(ev)
+    jobs = _name_jobs(ev, now)
     reuse = " (reused an identical running server)" if event.get("reused") else ""
-    return _move(ev, "running", f"server ready at {event['url']}{reuse}: starting {len(ev['repeats'])} job(s)",
-                 now) + [Action("apply_jobs")]
+    return _move(ev, "running", f"server ready at {event['url']}{reuse}: starting {jobs}", now) + [Action("apply_jobs")]
 
 
 def _on_server_failed(ev: dict[str, Any], event: dict[str, Any], now: dt.datetime) -> list[Action]:

@@ -139,7 +139,8 @@ def prepare(settings: Any, body: EvaluateRequest, *, now: dt.datetime, manager: 
                "template_text": template.job, "template_harness": template.harness, "template_line": template.job_line,
                "harness": template.harness, "repeat": repeat, "baseline": body.baseline, "labels": body.labels,
                "namespace": namespace, "threshold_percent": float((profile.get("verdict") or {}).get(
-                   "threshold_percent", 5.0)), "verdict_metrics": (profile.get("verdict") or {}).get("metrics")}
+                   "threshold_percent", 5.0)), "verdict_metrics": (profile.get("verdict") or {}).get("metrics"),
+               "pods": templates.client_pods(template, profile), "shard_lead_s": float(settings.eval_shard_lead_s)}
     ev = machine.new(eid, request=request, at=at, timeout_s=body.timeout_s or settings.eval_timeout_s,
                      repeats=repeat, now=now, server=server, target_url=url, model=model, schedule=schedule)
     ev["key"] = f"{project}/{benchmark}/{(server or {}).get('namespace', '')}/{(server or {}).get('name', url)}"
@@ -149,6 +150,10 @@ def prepare(settings: Any, body: EvaluateRequest, *, now: dt.datetime, manager: 
     except ValueError as exc:
         raise _refuse("template", str(exc), "a template that renders") from exc
     return ev
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def template_of(ev: dict[str, Any]) -> templates.Template:
@@ -173,6 +178,9 @@ def render_job(settings: Any, ev: dict[str, Any], index: int, *, server_url: str
         "token_secret": settings.harness_token_secret, "deadline_s": int(settings.eval_timeout_s),
         "tags": [f"evaluation:{ev['_id']}"] + ([f"schedule:{ev['schedule']}"] if ev.get("schedule") else []),
         "labels": {"vllmbench.dev/evaluation": ev["_id"][:63], "vllmbench.dev/repeat": str(index)},
+        # Load beyond one client: the pods of an Indexed Job, each a shard of the schedule from start_at on
+        "pods": int(request.get("pods") or 1),
+        "start_at": round(_aware(ev["start_at"]).timestamp(), 3) if ev.get("start_at") else 0.0,
     }
     try:
         job = templates.render(template_of(ev), values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +28,7 @@ from vllmbench.store.leases import Leases
 
 log = get_logger("vllmbench.evals")
 OWNER = "eval"
+PART_RUN = re.compile(r".+-r\d+-p\d+")  # <evaluation>-r<repeat>-p<pod>
 JOB = KINDS[("batch/v1", "Job")]
 
 
@@ -187,6 +189,8 @@ class Evaluator:
     # -- what arrives ---------------------------------------------------------------------
     def on_result(self, run_id: str, event_id: str) -> dict[str, Any] | None:
         """A repeat's results were stored (``dev.vllmbench.result.ingested``)."""
+        if PART_RUN.fullmatch(run_id):
+            return None  # one client pod's part: its shard 0 merges the parts and posts the repeat's run
         evaluation_id = run_id.rsplit("-r", 1)[0] if "-r" in run_id else None
         if not evaluation_id:
             return None

@@ -24,6 +24,7 @@ a benchmark profile), those of the other harnesses in :mod:`vllmbench.evals.harn
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from vllmbench.evals.harness_args import HELPERS
 _FIELDS = {"name", "description", "harness", "job", "max_rate_per_pod", "labels"}
 HARNESSES = ("vllmbench", "guidellm", "vllm-bench-serve", "lm-eval")
 TEMPLATE_NAME = "template"
+MAX_CLIENT_PODS = 100
 BURSTINESS = 0.5  # a profile's "burst" arrivals: gamma with this shape, for every harness that has one
 
 
@@ -90,6 +92,24 @@ def load(text: str, *, path: str) -> Template:
                     harness=harness, job=job, path=path, job_line=job_line,
                     description=str(document.get("description") or ""),
                     max_rate_per_pod=float(rate) if rate is not None else None)
+
+
+def client_pods(template: Template, profile: dict[str, Any]) -> int:
+    """How many client pods send the profile's load with this template: its highest stage rate over
+    the template's ``max_rate_per_pod``, rounded up. One for a template without that limit, for a
+    harness other than ours (only vllmbench's parts can be merged into one run), and for concurrency
+    stages (a lane sends its next request when the last one ends: the rate is the server's, known
+    only after the run, and one client holds as many lanes as the server can answer)."""
+    limit = template.max_rate_per_pod
+    stages = [profile["load"], *(profile.get("sweep") or [])]
+    if template.harness != "vllmbench" or not limit or any(s.get("mode") != "rate" for s in stages):
+        return 1
+    top = max(float(s["rate_rps"]) for s in stages)
+    pods = max(1, math.ceil(top / limit - 1e-9))
+    if pods > MAX_CLIENT_PODS:
+        raise _problem(template.path, None, f"a rate of {top:g}/s needs {pods} client pods of max_rate_per_pod "
+                       f"{limit:g}; at most {MAX_CLIENT_PODS} are started", f"a rate up to {limit * MAX_CLIENT_PODS:g}/s")
+    return pods
 
 
 def _quote(value: Any) -> str:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from vllmbench.errors import UserError
 from vllmbench.harness import dataset
 from vllmbench.harness.aggregate import StageFacts, to_record
 from vllmbench.harness.client import discover_model, new_session
 from vllmbench.harness.config import RunConfig
 from vllmbench.harness.lengths import LengthSpec
+from vllmbench.harness.merge import merged_run_id, part_run_id
 from vllmbench.harness.runner import Progress, Stage, StageResult, new_loop, plan, run_stage
+from vllmbench.harness.schedule import shard_of
 from vllmbench.harness.sweep import next_rate, point, saturation
 from vllmbench.models.results import StandardizedRecord
 
@@ -56,6 +60,7 @@ class Report:
                 "planned_span_ns": s.offsets_ns[-1] if s.offsets_ns else 0,
                 "clients": [c.to_dict() for c in s.clients],
                 "requests": [r.to_dict() for r in s.records],
+                **({"pods": s.pods} if s.pods else {}),
             } for s in self.stages],
             "records": [r.model_dump(mode="json") for r in self.records],
         }
@@ -90,23 +95,38 @@ def check_server(cfg: RunConfig) -> str:
         loop.close()
 
 
-def _record(cfg: RunConfig, result: StageResult, version: str) -> StandardizedRecord:
-    facts = StageFacts(
+def stage_record(cfg: RunConfig, result: StageResult, version: str | None) -> StandardizedRecord:
+    record = to_record(result.records, cfg, stage_facts(result, version))
+    if not cfg.sharded:
+        return record
+    # One part of a run several client pods send together: its trust is its own, asked of its share.
+    trust = record.results.trust
+    if trust is not None and trust.requested_rate_rps and result.offsets_ns:
+        trust = trust.model_copy(update={"requested_rate_rps":
+                                         trust.requested_rate_rps * len(result.records) / len(result.offsets_ns)})
+    return record.model_copy(update={
+        "results": record.results.model_copy(update={"trust": trust}),
+        "labels": {**record.labels, "shard": f"{cfg.shard_index}/{cfg.shards}", "merged_run": merged_run_id(cfg.run_id)}})
+
+
+def stage_facts(result: StageResult, version: str | None) -> StageFacts:
+    return StageFacts(
         index=result.stage.index, mode=result.stage.mode, rate=result.stage.rate, concurrency=result.stage.concurrency,
         started_at=result.started_at, ended_at=result.ended_at, wall_s=result.wall_s,
         cpu_s_by_process=tuple(result.cpu_s_by_process), model=result.model,
         planned_span_ns=result.offsets_ns[-1] if result.offsets_ns else 0, harness_version=version,
         clients=tuple(result.clients),
     )
-    return to_record(result.records, cfg, facts)
 
 
 def run_benchmark(cfg: RunConfig, *, progress: Progress | None = None,
                   on_stage: Any = None) -> Report:
     """Run every stage of ``cfg``. Raises ``UserError`` for bad settings or an unusable server."""
+    cfg.validate()  # before a run id is made up: the shards of a run must be given theirs
     if not cfg.run_id:
         cfg = replace(cfg, run_id=new_run_id())
-    cfg.validate()
+    if cfg.sharded:
+        cfg = replace(cfg, run_id=part_run_id(cfg.run_id, cfg.shard_index or 0))
     if cfg.dataset != "synthetic":
         prompts(cfg, 1, 0)  # a missing or malformed file fails before the server is touched
     model = check_server(cfg)
@@ -128,12 +148,31 @@ def run_benchmark(cfg: RunConfig, *, progress: Progress | None = None,
     return report
 
 
+def stage_start(cfg: RunConfig, done: list[StageResult]) -> float | None:
+    """The Unix time a stage's schedule starts at: ``--start-at`` for the first; for the next ones of
+    a sharded run the end of the last schedule plus the stage gap, the same in every shard (one
+    client starts a stage as soon as the last one has drained: None)."""
+    if cfg.start_at is None:
+        return None
+    if not done:
+        return cfg.start_at
+    if not cfg.sharded:
+        return None
+    return cfg.start_at + sum((r.offsets_ns[-1] if r.offsets_ns else 0) / 1e9 + cfg.stage_gap_s for r in done)
+
+
 def _run_one(cfg: RunConfig, stage: Stage, model: str, report: Report, version: str,
              progress: Progress | None, on_stage: Any) -> None:
     n, offsets = plan(cfg, stage)
     items = prompts(cfg, n, stage.index)
-    result = run_stage(cfg, model, stage, items, offsets, progress=progress)
+    start = stage_start(cfg, report.stages)
+    if cfg.sharded and stage.index == 0 and start is not None and time.time() > start:
+        raise UserError(f"shard {cfg.shard_index}/{cfg.shards} was ready {time.time() - start:.1f} s after --start-at, "
+                        "so it could not send its part of the schedule on time: the client pods did not start "
+                        "together; give them more time before the start (an evaluation's VLLMBENCH_EVAL_SHARD_LEAD_S)")
+    indices = shard_of(n, cfg.shard_index or 0, cfg.shards) if cfg.sharded else None
+    result = run_stage(cfg, model, stage, items, offsets, progress=progress, indices=indices, start_at=start)
     report.stages.append(result)
-    report.records.append(_record(cfg, result, version))
+    report.records.append(stage_record(cfg, result, version))
     if on_stage:
         on_stage(report.records[-1])

@@ -10,6 +10,7 @@ from vllmbench.harness.lengths import LengthSpec
 from vllmbench.harness.schedule import ARRIVALS
 
 MAX_REQUESTS_PER_STAGE = 5_000_000
+MAX_SHARDS = 100
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,14 @@ class RunConfig:
     project: str | None = None
     tags: tuple[str, ...] = ()
     search_max_stages: int = 8
+    # Load beyond one client: this process sends shard ``shard_index`` of ``shards`` (arrivals
+    # i, i + shards, ...) of the one schedule, which starts at the Unix time ``start_at`` in every
+    # shard; a sweep's next stage starts ``stage_gap_s`` after the end of the last one's schedule.
+    # A merged run has ``shards`` > 1 and no ``shard_index``.
+    shard_index: int | None = None
+    shards: int = 1
+    start_at: float | None = None
+    stage_gap_s: float = 10.0
 
     def validate(self) -> None:
         """Raise ``ValidationFailed`` naming each impossible setting."""
@@ -123,8 +132,32 @@ class RunConfig:
             n = self.request_count or int(rate * (self.duration_s or 0))
             if n > MAX_REQUESTS_PER_STAGE:
                 problems.append(f"rate {rate}/s for {self.duration_s} s is {n} requests, over {MAX_REQUESTS_PER_STAGE}")
+        problems += self._shard_problems()
         if problems:
             raise ValidationFailed("; ".join(problems), details=[{"message": p} for p in problems])
+
+    def _shard_problems(self) -> list[str]:
+        problems = [] if self.start_at is None or self.start_at > 0 else ["start at must be a Unix time"]
+        if self.shards == 1 and self.shard_index in (None, 0):
+            return problems  # one client: nothing to split
+        if not 1 <= self.shards <= MAX_SHARDS:
+            problems.append(f"shards must be 1..{MAX_SHARDS}, got {self.shards}")
+        elif self.shard_index is None or not 0 <= self.shard_index < self.shards:
+            problems.append(f"shard must be I/N with 0 <= I < N, got {self.shard_index}/{self.shards}")
+        if self.mode != "rate" or self.search:
+            problems.append("--shard splits a rate schedule: it cannot run a concurrency stage or --search "
+                            "(their next request depends on the last answer, which only one client sees)")
+        if self.start_at is None:
+            problems.append("--shard needs --start-at: every shard starts the schedule at that Unix time")
+        if not self.run_id:
+            problems.append("--shard needs --run-id: every shard names the run they make together")
+        if self.stage_gap_s < 0:
+            problems.append(f"stage gap must be >= 0 s, got {self.stage_gap_s}")
+        return problems
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard_index is not None and self.shards > 1
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -25,6 +25,8 @@ from vllmbench.harness.trust import ClientFacts
 
 Progress = Callable[[dict[str, Any]], None]
 PROGRESS_EVERY_S = 0.5
+PREPARE_S = 1.0  # before a shared start: bodies encoded, connections opened
+WORKERS_START_S = 3.0
 
 
 @dataclass
@@ -47,6 +49,7 @@ class StageResult:
     model: str = ""
     clients: list[ClientFacts] = field(default_factory=list)
     t0_ns: int = 0  # the monotonic time record times are relative to
+    pods: list[dict[str, Any]] = field(default_factory=list)  # a merged stage: each client pod's run and trust
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -120,19 +123,38 @@ def _slice(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], of
 
 
 def run_stage(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int], *,
-              progress: Progress | None = None) -> StageResult:
+              progress: Progress | None = None, indices: list[int] | None = None,
+              start_at: float | None = None) -> StageResult:
+    """Send ``indices`` of the stage (default: all of it). ``start_at`` (a Unix time) is the
+    schedule's zero, shared by client pods that send one schedule together; without it the
+    stage starts as soon as this process is ready."""
+    mine = list(range(len(items))) if indices is None else indices
+    if start_at is not None:  # load workers take a few seconds more to start
+        _wait_until(start_at - PREPARE_S - (WORKERS_START_S if cfg.workers > 1 and stage.mode == "rate" else 0.0))
     started = dt.datetime.now(dt.timezone.utc)
     wall = time.monotonic()
     if cfg.workers <= 1 or stage.mode != "rate":
-        t0 = time.monotonic_ns() + 300_000_000  # bodies encoded and connections opened before it
+        t0 = time.monotonic_ns() + 300_000_000 if start_at is None else monotonic_of(start_at)
         report = (lambda snap: progress({**snap, "elapsed_s": (time.monotonic_ns() - t0) / 1e9})) if progress else None
-        records, facts, cpu = _slice(cfg, model, stage, items, offsets, list(range(len(items))), t0=t0, worker=0,
-                                     report=report)
+        records, facts, cpu = _slice(cfg, model, stage, items, offsets, mine, t0=t0, worker=0, report=report)
         cpu_list, clients = [cpu], [facts]
     else:
-        records, cpu_list, clients, t0 = _run_workers(cfg, model, stage, items, offsets, progress)
+        records, cpu_list, clients, t0 = _run_workers(cfg, model, stage, items, offsets, mine, progress, start_at)
     return StageResult(stage, records, offsets, started, dt.datetime.now(dt.timezone.utc),
                        time.monotonic() - wall, cpu_list, model, clients, t0)
+
+
+def monotonic_of(unix_s: float) -> int:
+    """The monotonic time (ns) of a wall-clock time: the schedules of client pods meet on the wall
+    clock (NTP-synced across machines), while records are timed on the monotonic clock."""
+    return time.monotonic_ns() + round((unix_s - time.time()) * 1e9)
+
+
+def _wait_until(unix_s: float) -> None:
+    """Sleep until a wall-clock time, so that connections are opened just before a shared start
+    (a server closes idle keep-alive connections after a few seconds: vLLM's uvicorn after 5)."""
+    while (left := unix_s - time.time()) > 0:
+        time.sleep(min(left, 1.0))
 
 
 def _worker_main(conn: Any, cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int],
@@ -146,10 +168,11 @@ def _worker_main(conn: Any, cfg: RunConfig, model: str, stage: Stage, items: lis
 
 
 def _run_workers(cfg: RunConfig, model: str, stage: Stage, items: list[PromptItem], offsets: list[int],
-                 progress: Progress | None) -> tuple[list[RequestRecord], list[float], list[ClientFacts], int]:
+                 mine: list[int], progress: Progress | None,
+                 start_at: float | None) -> tuple[list[RequestRecord], list[float], list[ClientFacts], int]:
     ctx = mp.get_context("spawn")
     procs, pipes = [], []
-    for worker, indices in enumerate(split(offsets, cfg.workers)):
+    for worker, indices in enumerate(split(mine, cfg.workers)):
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker_main, args=(child, cfg, model, stage, items, offsets, indices, worker), daemon=True)
         proc.start()
@@ -159,12 +182,12 @@ def _run_workers(cfg: RunConfig, model: str, stage: Stage, items: list[PromptIte
         for pipe in pipes:
             if not pipe.poll(60) or pipe.recv() != "ready":
                 raise RuntimeError("a load worker did not start within 60 s")
-        t0 = time.monotonic_ns() + 500_000_000
+        t0 = time.monotonic_ns() + 500_000_000 if start_at is None else monotonic_of(start_at)
         for pipe in pipes:
             pipe.send(t0)
         results: dict[int, tuple[list[RequestRecord], float, ClientFacts]] = {}
         snapshots: dict[int, dict[str, Any]] = {}
-        deadline = time.monotonic() + (offsets[-1] / 1e9) + cfg.timeout_s + 60
+        deadline = time.monotonic() + max(0, t0 - time.monotonic_ns()) / 1e9 + (offsets[-1] / 1e9) + cfg.timeout_s + 60
         while len(results) < len(pipes):
             if time.monotonic() > deadline:
                 raise RuntimeError("a load worker did not finish in time")

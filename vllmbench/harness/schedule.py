@@ -46,6 +46,18 @@ def send_offsets(rate: float, n: int, *, arrival: str = "constant", burstiness: 
     return offsets
 
 
-def split(offsets: list[int], workers: int) -> list[list[int]]:
-    """Indices of the schedule for each worker, round-robin, so each keeps the same rate shape."""
-    return [list(range(k, len(offsets), workers)) for k in range(workers)]
+def split(indices: list[int], workers: int) -> list[list[int]]:
+    """The ``indices`` of a schedule each worker sends, round-robin, so each keeps the same rate shape."""
+    return [indices[k::workers] for k in range(workers)]
+
+
+def shard_of(n: int, shard: int, shards: int) -> list[int]:
+    """The arrivals one of ``shards`` client pods sends of a schedule of ``n``: ``shard``,
+    ``shard + shards``, ... (round-robin, so every pod keeps the rate's shape at 1/shards of it)."""
+    return list(range(shard, n, shards))
+
+
+def worker_of(index: int, *, shard: int, shards: int, workers: int) -> int:
+    """The process of a shard that sent arrival ``index``: the shard's arrivals are split among its
+    ``workers`` round-robin, as :func:`split` does (samples keep no process, the merge needs it)."""
+    return ((index - shard) // shards) % workers

@@ -26,6 +26,13 @@ PROFILE = {"model": "sim-model", "load": {"mode": "rate", "arrival": "constant",
            "slo": {"ttft_ms": 500},
            # medians decide here: a p99 of a 3 s run on two shared cores moves by a third from run to run
            "verdict": {"threshold_percent": 10, "metrics": ["ttft_p50", "tpot_p50", "e2e_p50", "output_tokens_per_s"]}}
+# Load beyond one client: a project template that says one client pod holds 6 req/s, and a profile at 15/s
+# (3 s, 45 requests, constant arrivals) that therefore runs as an Indexed Job of three client pods.
+SHARDED = {"model": "sim-model", "load": {"mode": "rate", "arrival": "constant", "rate_rps": 15, "duration_s": 3,
+                                          "input_tokens": {"kind": "fixed", "mean": 32},
+                                          "output_tokens": {"kind": "fixed", "mean": 16}},
+           "slo": {"ttft_ms": 500}}
+SHARD_LEAD_S = 10  # three processes start, import and check the server in it on two shared cores
 ATTEMPTS = 3
 SERVER = {"model_name": "facebook/opt-125m", "served_model_name": "sim-v2", "gpu_resource_type": "cpu",
           "max_model_len": 2048}
@@ -38,6 +45,8 @@ def stack(serve_function: Any, tmp_path: Path) -> Any:
 
     remote = make_remote(tmp_path / "config.git", {"projects/demo/project.yaml": "name: demo\n",
                                                    "projects/demo/benchmarks/chat.yaml": yaml.safe_dump(PROFILE),
+                                                   "projects/demo/benchmarks/sharded.yaml": yaml.safe_dump(SHARDED),
+                                                   "projects/demo/templates/six-per-pod.yaml": six_per_pod(),
                                                    "models/default/sim-v2.yaml": yaml.safe_dump(SERVER)})
     port = free_port()
     broker_url = f"http://127.0.0.1:{port}/"
@@ -46,7 +55,7 @@ def stack(serve_function: Any, tmp_path: Path) -> Any:
     results = serve_function("results", broker_url=broker_url)
     evals = serve_function("eval", gitops_repo_url=str(remote), runtime="local", local_runtime_dir=str(root),
                            workload_namespaces="default", manager_url=manager.url, results_url=results.url,
-                           broker_url=broker_url, data_dir=str(tmp_path / "e"))
+                           broker_url=broker_url, data_dir=str(tmp_path / "e"), eval_shard_lead_s=SHARD_LEAD_S)
     broker = LocalBroker(load_config(), {"benchmark-results": results.url, "benchmark-eval": evals.url,
                                          "benchmark-manager": manager.url},
                          dead_letter_log=tmp_path / "dead.jsonl").start(port)
@@ -62,6 +71,17 @@ def stack(serve_function: Any, tmp_path: Path) -> Any:
     while processes_under(root) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not processes_under(root)
+
+
+def six_per_pod() -> str:
+    """The built-in vllmbench template, copied into the project as a person would, saying that one
+    client pod holds 6 req/s."""
+    import vllmbench.evals
+
+    text = (Path(vllmbench.evals.__file__).parent / "builtin" / "vllmbench.yaml").read_text()
+    assert "\nmax_rate_per_pod: 400\n" in text and "\nname: vllmbench\n" in text
+    return text.replace("\nmax_rate_per_pod: 400\n", "\nmax_rate_per_pod: 6\n").replace(
+        "\nname: vllmbench\n", "\nname: six-per-pod\n")
 
 
 def run(evals: Any, url: str, **body: Any) -> dict[str, Any]:
@@ -150,3 +170,33 @@ def test_a_version_the_mlflow_service_registered_is_evaluated_once_with_its_labe
     assert _registered(evals, "sim:v3", {**data, "benchmark": None}).status_code == 202
     refused = _registered(evals, "sim:v4", {**data, "benchmark": {**data["benchmark"], "profile": "absent"}})
     assert refused.status_code == 422 and "absent" in refused.text
+
+
+def test_a_rate_beyond_one_client_pod_runs_as_client_processes_whose_merged_run_is_judged(stack: Any) -> None:
+    """Load beyond one client, for real: 15/s over a template's 6 per pod is an Indexed Job of three pods,
+    three `vllmbench run --shard=I/3` processes sending one schedule from the same start; pod 0 merges
+    the parts in the Results service into the run one client would have made, and that run is judged."""
+    evals, results = stack
+    with SimulatorProcess(SimConfig(port=0, ttft_ms=40, itl_ms=10, models=("sim-model",))) as sim:
+        done = run(evals, sim.url, benchmark="sharded", template="six-per-pod")
+    assert done["request"]["pods"] == 3 and done["state"] == "done", done["timeline"]
+    assert any("of 3 client pods each, sending together from" in t["reason"] for t in done["timeline"]), done["timeline"]
+    assert done["verdict"]["verdict"] == "no_baseline", done["verdict"]
+    run_id = done["repeats"][0]["run_id"]
+    assert done["repeats"][0]["results"] == [f"{run_id}#0"]  # the merged run, not a part
+    [merged] = results.get(f"/runs/{run_id}").json()["standardized"]
+    m = merged["results"]
+    assert m["requests"]["total"] == 45 and m["requests"]["failed"] == 0
+    assert merged["labels"] == {"client_pods": "3"} and merged["scenario"]["load"]["rate_rps"] == 15
+    assert m["latency"]["itl"]["count"] == 45 * 15 and 35 < m["latency"]["ttft"]["p50"] < 80
+    # every pod's part is a run of its own with its own trust figures, asked of its third of the rate
+    parts = [results.get(f"/runs/{run_id}-p{k}").json()["standardized"][0] for k in range(3)]
+    assert [p["labels"]["shard"] for p in parts] == ["0/3", "1/3", "2/3"]
+    assert [p["results"]["requests"]["total"] for p in parts] == [15, 15, 15]
+    assert all(p["results"]["trust"]["requested_rate_rps"] == pytest.approx(5.0) for p in parts)
+    raw = results.get(f"/runs/{run_id}").json()["raw"][-1]["data"]
+    pods = raw["stages"][0]["pods"]
+    assert [(p["run_id"], p["requests"]) for p in pods] == [(f"{run_id}-p{k}", 15) for k in range(3)]
+    assert all(p["trust"]["trustworthy"] for p in pods) and m["trust"]["trustworthy"]
+    page = results.get(f"/runs/{run_id}/requests", params={"limit": 100}).json()
+    assert page["total"] == 45 and sorted(r["index"] for r in page["items"]) == list(range(45))

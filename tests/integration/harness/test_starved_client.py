@@ -59,7 +59,7 @@ def _realtime(pid: int, priority: int) -> bool:
 
 def _client(conn, cfg: RunConfig, cpu: int, realtime: bool) -> None:
     """Prepare the run, then run the stage (at real-time priority when asked)."""
-    from vllmbench.harness.benchmark import _record, check_server, harness_version, prompts
+    from vllmbench.harness.benchmark import check_server, stage_record, harness_version, prompts
     from vllmbench.harness.runner import Stage, plan, run_stage
 
     os.sched_setaffinity(0, {cpu})
@@ -74,7 +74,7 @@ def _client(conn, cfg: RunConfig, cpu: int, realtime: bool) -> None:
     if realtime:
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
     result = run_stage(cfg, model, stage, items, offsets)
-    record = _record(cfg, result, version)
+    record = stage_record(cfg, result, version)
     conn.send((record.model_dump(mode="json"), [(r.request_id, r.sent_ns, r.token_ns, r.ok) for r in result.records]))
 
 

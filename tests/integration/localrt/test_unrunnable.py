@@ -87,12 +87,17 @@ def test_stored_only_kinds_say_why(rt: LocalRuntime) -> None:
 def test_nothing_of_the_runtimes_environment_reaches_a_workload(rt: LocalRuntime, root, monkeypatch) -> None:
     monkeypatch.setenv("VLLMBENCH_API_TOKEN", "tok-never-in-a-workload")
     monkeypatch.setenv("MONGO_URL", "mongodb://user:pw-never-in-a-workload@db:27017/")
+    # but the vllmbench this runtime is (a checkout on PYTHONPATH) is the one a vllmbench or python container runs
+    import vllmbench
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(vllmbench.__file__).parents[1]))
     manifest = job("env", command=["python", "-c", "import os, time; print(sorted(os.environ)); time.sleep(30)"])
     rt.apply(manifest, field_manager="m")
     [pod] = wait_for(lambda: [p for p in rt.pods("t", {"job-name": "env"}) if "running" in p["status"][
         "containerStatuses"][0]["state"]], what="the pod running")
     logged = wait_for(lambda: list(rt.logs("t", pod["metadata"]["name"])), what="the env printed")
     assert "VLLMBENCH_API_TOKEN" not in logged[0] and "MONGO_URL" not in logged[0] and "HOSTNAME" in logged[0]
+    assert "'PYTHONPATH'" in logged[0]
     pod_dir = root / "pods" / "t" / pod["metadata"]["name"]
     shim = int((pod_dir / "shim.pid").read_text())
     container = int(pod["status"]["containerStatuses"][0]["containerID"].rsplit("/", 1)[1])

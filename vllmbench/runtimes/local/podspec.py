@@ -7,8 +7,9 @@ args; every containerPort mapped to a free host port (``PORT`` for the vllmbench
 ``--port`` for vLLM and the simulator); configMap, emptyDir and persistentVolumeClaim
 volumes as folders under the pod's folder at the mount path made relative (arguments and
 env values naming a mount path are rewritten to it); the pod's folder as the working
-directory. The environment starts empty but for PATH, HOME and the locale: nothing of the
-runtime's own environment (database URLs, tokens) reaches a workload.
+directory. The environment starts empty but for PATH, HOME and the locale (and PYTHONPATH for
+the containers that run this Python's vllmbench): nothing else of the runtime's own environment
+(database URLs, tokens) reaches a workload.
 
 What cannot be given (Secrets, other volume kinds, gRPC probes) leaves the pod Pending with
 the reason; a missing ConfigMap is CreateContainerConfigError and retried, as by a kubelet.
@@ -172,6 +173,10 @@ def plan(pod: dict[str, Any], pod_dir: Path, sources: Sources, *, previous: dict
         if isinstance(found, str):
             raise Blocked(NOT_RUNNABLE, f"container {c['name']!r}: {found}")
         argv = found.argv
+        if found.runs_as in ("vllmbench", "simulator") and "PYTHONPATH" in os.environ:
+            # this Python's vllmbench is the runtime's own: a source tree on PYTHONPATH (a checkout
+            # beside an installed copy) runs in the workload too, not the copy that is installed
+            env.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
         if found.listen_port is not None:
             key = str(found.listen_port)
             ports.setdefault(key, old_ports.get(c["name"], {}).get(key) or free_port())
