@@ -51,8 +51,10 @@ def _collect_less_often(ctx: Context) -> None:
     # This process keeps tens of MB of decoded index nodes (the store's node cache), and a
     # batch of records allocates hundreds of thousands of objects: at Python's default
     # threshold (700) the collector runs every few hundred and rescans what survived, a
-    # third of the CPU of an ingest here (docs/results.md, "Ingest").
-    gc.set_threshold(50_000, 20, 10)
+    # third of the CPU of an ingest here (docs/results.md, "Ingest"). At 200,000 a batch of
+    # 500 records is freed before a collection would scan it (none ran in the bench's
+    # ingest of 20,000 records; at 50,000, eight a 10,000, 10-20 us of CPU a record).
+    gc.set_threshold(200_000, 20, 10)
 
 
 def _store(ctx: Context) -> ResultsStore:

@@ -302,7 +302,7 @@ def main() -> None:
 
             import gc
 
-            gc.set_threshold(50_000, 20, 10)  # as the results function does (functions/results/main.py)
+            gc.set_threshold(200_000, 20, 10)  # as the results function does (functions/results/main.py)
             client = MongoStore(mongo_url)
             store = ResultsStore(client.database(env["VLLMBENCH_DATABASE"]))
             for size in SIZES:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.fixtures.records import record
+from vllmbench.query import ResultQuery
 
 BASE = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 
@@ -200,6 +201,46 @@ def test_a_store_idle_past_the_collection_grace_still_reads_the_newest_version(m
         writer.insert_standardized([StandardizedRecord.model_validate(record("newest"))])  # collects what is due
         assert writer.forest.roots.find_one({"_id": forest.version_id(2)}) is None  # collected
         assert reader.records_of_run("newest") and reader.records_of_run("new-0")
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_pipelined_commits_built_on_a_commit_that_loses_its_race_are_built_again(mongo_url, database_name):
+    """Within a store, a commit is built on the one before it while that one's writes are under way
+    (docs/results.md, "Commits"). Two stores with four writer threads each race for every version:
+    commits lose to the other store's, and those built on them must be built again. Every insert
+    that returned is readable by both stores, once."""
+    from vllmbench.models.results import StandardizedRecord
+    from vllmbench.store.mongo import MongoStore
+    from vllmbench.store.results import ResultsStore
+
+    clients = [MongoStore(mongo_url) for _ in range(2)]
+    stores = [ResultsStore(client.database(database_name)) for client in clients]
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+
+    def write(job: tuple[int, int]) -> None:
+        i, w = job
+        for b in range(6):
+            ids = [f"p{i}-w{w}-b{b}-r{r}" for r in range(3)]
+            stores[i].insert_standardized([StandardizedRecord.model_validate(record(run)) for run in ids])
+            with lock:
+                acknowledged.extend(ids)
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(write, [(i, w) for i in range(2) for w in range(4)]))
+        assert len(acknowledged) == 2 * 4 * 6 * 3
+        for store in stores:
+            found, cursor = [], None
+            while True:
+                page = store.list_standardized(ResultQuery(limit=500, cursor=cursor))
+                found += [item["run"]["run_id"] for item in page["items"]]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+            assert len(found) == len(set(found)) and sorted(found) == sorted(acknowledged)
     finally:
         for client in clients:
             client.close()

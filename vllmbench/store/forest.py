@@ -59,8 +59,20 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+class _Pending:
+    """A commit built by this process whose writes may still be under way."""
+
+    __slots__ = ("version", "catalog", "done", "ok")
+
+    def __init__(self, version: int, catalog: str | None) -> None:
+        self.version, self.catalog = version, catalog
+        self.done = threading.Event()
+        self.ok = False
+
+
 class Snapshot:
-    """The forest as of one committed version: reads only."""
+    """The forest as of one version: reads only. A version committed, or (for a writer) one
+    this process built and is committing (``Forest.commit``)."""
 
     def __init__(self, forest: "Forest", version: int, catalog: str | None) -> None:
         self.forest = forest
@@ -151,10 +163,14 @@ class Forest:
         self._head_checked = 0.0  # monotonic time the cached head was last known to be the newest
         self._head_lock = threading.Lock()
         self._gc_done = 0
+        self._build_lock = threading.Lock()
+        self._after_lock = threading.Lock()
+        self._tip: _Pending | None = None  # the newest commit this process built, until it is done
+        self._built: dict[str, Node] = {}  # nodes of commits built and not yet done
 
     # -- reading ---------------------------------------------------------------------
     def load(self, node_id: str) -> Node:
-        node = self.cache.get(node_id)
+        node = self.cache.get(node_id) or self._built.get(node_id)
         if node is not None:
             return node
         with translate("reading the results index"):
@@ -170,7 +186,7 @@ class Forest:
         out: dict[str, Node] = {}
         missing = []
         for node_id in node_ids:
-            node = self.cache.get(node_id)
+            node = self.cache.get(node_id) or self._built.get(node_id)
             if node is None:
                 missing.append(node_id)
             else:
@@ -233,53 +249,97 @@ class Forest:
 
     # -- writing ---------------------------------------------------------------------
     def commit(self, build: Callable[[Change], T]) -> tuple[T, int]:
-        """Run ``build`` on a change against the newest snapshot and commit it; returns (its result, version).
+        """Run ``build`` on a change against the newest version and commit it; returns (its result, version).
 
         ``build`` may run several times (another writer committed first); it must only
         read through the change and stage writes in it. A change with nothing staged
         commits nothing (version is the snapshot's).
+
+        Commits of one process are pipelined: a change is built (CPU: its trees, its
+        nodes encoded) under the build lock, on top of the newest version *this process*
+        has built, committed or not; its writes wait for that version's and go after them.
+        So the next batch's trees are built while the last one's documents are on their
+        way to the database. A commit never answers before the one it was built on is
+        committed, and if that one failed it is built again on the newest committed
+        version: nothing is answered from a version that was not committed.
         """
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            snapshot = self.snapshot()
-            change = Change(snapshot)
-            result = build(change)
-            if not change:
+            with self._build_lock:
+                base = self._tip
+                if base is not None and base.done.is_set():
+                    base = self._tip = None
+                snapshot = Snapshot(self, base.version, base.catalog) if base else self.snapshot()
+                change = Change(snapshot)
+                try:
+                    result = build(change)
+                except SnapshotGone:
+                    if base is None:
+                        raise
+                    base.done.wait()  # a node of a failed commit this one was built on: build again
+                    continue
+                if not change:
+                    mine = None
+                else:
+                    builder = tree.Builder(self._load_built)
+                    catalog_items: list[tuple[Key, Any]] = []
+                    for name in sorted(change.upserts):
+                        root, _ = snapshot.tree(name)
+                        # Keys of one dict differ, so the sort never compares values.
+                        items = [[list(k), v] for k, v in sorted(change.upserts[name].items())]
+                        new_root, count = builder.upsert(root, items)
+                        catalog_items.append(([name], [new_root, count]))
+                    catalog, _ = builder.upsert(snapshot.catalog, catalog_items)
+                    node_docs, sizes = self._encode_nodes(builder.created.values())
+                    mine = _Pending(snapshot.version + 1, catalog)
+                    with self._head_lock:
+                        self._built.update(builder.created)
+                    self._tip = mine
+            if base is not None:
+                base.done.wait()
+            if mine is None:
+                if base is not None and not base.ok:
+                    continue  # answered from a version that was not committed: again, on what was
                 return result, snapshot.version
-            builder = tree.Builder(self.load)
-            catalog_items: list[tuple[Key, Any]] = []
-            for name in sorted(change.upserts):
-                root, _ = snapshot.tree(name)
-                # Keys of one dict differ, so the sort never compares values.
-                items = [[list(k), v] for k, v in sorted(change.upserts[name].items())]
-                new_root, count = builder.upsert(root, items)
-                catalog_items.append(([name], [new_root, count]))
-            catalog, _ = builder.upsert(snapshot.catalog, catalog_items)
-            self._insert_docs(change.docs)
-            sizes = self._insert_nodes(builder.created.values())
-            version = snapshot.version + 1
-            if self._insert_root(version, catalog, builder.freed):
-                for node in builder.created.values():
-                    self.cache.put(node, sizes[node.id])
+            committed = False
+            try:
+                if base is None or base.ok:
+                    self._insert_docs(change.docs)
+                    _insert_new(self.nodes, node_docs, what="writing the results index")
+                    committed = self._insert_root(mine.version, catalog, builder.freed)
+                if committed:
+                    for node in builder.created.values():
+                        self.cache.put(node, sizes[node.id])
+                    with self._head_lock:
+                        if mine.version > self._head[0]:
+                            self._head = (mine.version, catalog)
+                            self._head_checked = time.monotonic()
+                mine.ok = committed
+            finally:
                 with self._head_lock:
-                    if version > self._head[0]:
-                        self._head = (version, catalog)
-                        self._head_checked = time.monotonic()
-                self._after_commit(version)
-                return result, version
-            self._delete_nodes(list(builder.created))  # lost the race: nothing refers to them
+                    for node_id in builder.created:
+                        self._built.pop(node_id, None)
+                mine.done.set()
+            if committed:
+                with self._after_lock:
+                    self._after_commit(mine.version)
+                return result, mine.version
+            if base is None or base.ok:
+                self._delete_nodes(list(builder.created))  # lost the race: nothing refers to them
         raise RetryableError("the results index is busy (too many concurrent commits); retry")
 
-    def _insert_docs(self, docs: dict[str, dict[str, dict[str, Any]]]) -> None:
-        for collection, by_id in docs.items():
-            _insert_new(self.db[collection], list(by_id.values()), what=f"storing {collection}")
+    def _load_built(self, node_id: str) -> Node:
+        return self._built.get(node_id) or self.load(node_id)
 
-    def _insert_nodes(self, nodes: Iterable[Node]) -> dict[str, int]:
+    def _encode_nodes(self, nodes: Iterable[Node]) -> tuple[list[dict[str, Any]], dict[str, int]]:
         docs, sizes = [], {}
         for node in nodes:  # bytes are BSON binary (subtype 0), read back as bytes
             doc, sizes[node.id] = encode_node(node, self.zdict)
             docs.append(doc)
-        _insert_new(self.nodes, docs, what="writing the results index")
-        return sizes
+        return docs, sizes
+
+    def _insert_docs(self, docs: dict[str, dict[str, dict[str, Any]]]) -> None:
+        for collection, by_id in docs.items():
+            _insert_new(self.db[collection], list(by_id.values()), what=f"storing {collection}")
 
     def _insert_root(self, version: int, catalog: str | None, freed: list[str]) -> bool:
         from pymongo.errors import DuplicateKeyError

@@ -1,9 +1,11 @@
 """Group commit: concurrent writers of one process share commits.
 
-Each writer queues an operation and waits for the commit lock; whoever holds it takes
-every queued operation and commits them as one change. Under 8 concurrent writers
-that is one commit (a few node writes and one root insert) for many small batches,
-instead of a queue of commits racing for the same root version.
+Each writer queues an operation. One of them leads: it takes every operation queued by
+the time the forest lets it build (``Forest.commit`` builds one change at a time, and
+pipelines their writes) and commits them as one change; the others wait for its answer.
+Under 8 concurrent writers that is one commit (a few node writes and one root insert)
+for many small batches, instead of a queue of commits racing for the same root version;
+and while one group's documents are being written, the next group is built.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class _Slot:
         self.op = op
         self.outcome: Any = None
         self.error: BaseException | None = None
-        self.done = False
+        self.done = threading.Event()
 
 
 class GroupCommitter:
@@ -37,23 +39,35 @@ class GroupCommitter:
         self.forest = forest
         self._queue: list[_Slot] = []
         self._queue_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
+        self._leader_waiting = False  # a leader that has not taken the queue yet
 
     def run(self, op: Operation) -> Any:
         slot = _Slot(op)
         with self._queue_lock:
             self._queue.append(slot)
-        with self._commit_lock:
-            if not slot.done:
-                with self._queue_lock:
-                    group, self._queue = self._queue, []
-                self._commit(group)
+            lead = not self._leader_waiting
+            if lead:
+                self._leader_waiting = True
+        if lead:
+            self._lead()
+        slot.done.wait()
         if slot.error is not None:
             raise slot.error
         return slot.outcome
 
-    def _commit(self, group: list[_Slot]) -> None:
+    def _take(self) -> list[_Slot]:
+        with self._queue_lock:
+            group, self._queue = self._queue, []
+            self._leader_waiting = False
+        return group
+
+    def _lead(self) -> None:
+        group: list[_Slot] | None = None
+
         def build(change: Change) -> None:
+            nonlocal group
+            if group is None:  # taken when the forest lets this change be built: all queued by then
+                group = self._take()
             for slot in group:
                 slot.outcome, slot.error = None, None
                 try:
@@ -64,8 +78,12 @@ class GroupCommitter:
         try:
             self.forest.commit(build)
         except BaseException as exc:
+            if group is None:
+                group = self._take()
             for slot in group:
                 slot.error = exc
         finally:
+            if group is None:
+                group = self._take()
             for slot in group:
-                slot.done = True
+                slot.done.set()

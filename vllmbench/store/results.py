@@ -70,13 +70,19 @@ class _StdBatch:
             run, scenario = record.run, record.scenario
             text = texts[i] if texts else record.model_dump_json()
             attrs = [run.project, scenario.model, scenario.harness.name, list(record.tags)]
-            self.items.append((run.run_id, run.stage, key, content_id(text), text, L.to_ms(run.started_at), attrs))
+            rid, t = content_id(text), L.to_ms(run.started_at)
+            # Compressed, and its leaf entry written, here rather than in the commit: a batch is
+            # prepared while another one's commit waits on the database (docs/results.md, "Ingest").
+            packed = Packed(text=text)
+            blob = packed.blob(L.RECORD_DICTIONARY)
+            packed.entry_json([t, key], [rid, *attrs, packed])
+            self.items.append((run.run_id, run.stage, key, rid, packed, t, attrs, {"_id": rid, "b": blob}))
 
     def check(self, change: Change) -> list[int]:
         """Indexes of the records to store; raises Conflict (nothing staged) on other content."""
         stored_ids = change.get_many(L.STD_KEY, [[run_id, stage] for run_id, stage, *_ in self.items])
         new, clashing = [], []
-        for i, (run_id, stage, key, rid, _, _, _) in enumerate(self.items):
+        for i, (run_id, stage, key, rid, *_) in enumerate(self.items):
             stored = stored_ids[(run_id, stage)]
             if stored is None:
                 new.append(i)
@@ -90,15 +96,14 @@ class _StdBatch:
     def stage(self, change: Change, new: list[int]) -> dict[str, Any]:
         trees: dict[tuple[Any, ...], list[str]] = {}  # records of a batch share a few attribute sets
         for i in new:
-            run_id, stage, key, rid, text, t, attrs = self.items[i]
+            run_id, stage, key, rid, packed, t, attrs, doc = self.items[i]
             project, model, harness, tags = attrs
             names = trees.get(signature := (project, model, harness, *tags))
             if names is None:
                 names = trees[signature] = L.trees_of(L.STD, {"project": project, "model": model,
                                                               "harness": harness, "tags": tags})
-            packed = Packed(text=text)
             # The record alone too, for point reads: a leaf holds 32 and a run needs one.
-            change.insert(L.RECORDS, {"_id": rid, "b": packed.blob(L.RECORD_DICTIONARY)})
+            change.insert(L.RECORDS, doc)
             change.put_all(names, (t, key), [rid, project, model, harness, tags, packed])
             change.put(L.STD_KEY, [run_id, stage], [rid, t, project, model, harness, tags, self.raw_key])
         return {"stored": len(new), "unchanged": len(self.keys) - len(new), "ids": self.keys}

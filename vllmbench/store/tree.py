@@ -14,7 +14,7 @@ any JSON. This module does no I/O: nodes come from a ``load`` callable.
 from __future__ import annotations
 
 import bisect
-import uuid
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +46,7 @@ Loader = Callable[[str], Node]
 
 
 def new_node_id() -> str:
-    return "n" + uuid.uuid4().hex[:20]
+    return "n" + os.urandom(10).hex()  # as uuid4().hex[:20] was: 80 random bits, at a fifth of its cost
 
 
 @dataclass
@@ -83,20 +83,28 @@ class Builder:
         return self.created.get(node_id) or self.load(node_id)
 
     def _apply(self, node: Node, items: list[list[Any]]) -> list[list[Any]]:
+        if node.level == 0:
+            appended = bool(node.entries) and items[0][0] > node.entries[-1][0]
+            if appended and len(node.entries) >= self.leaf_capacity // 2 \
+                    and len(node.entries) + len(items) > self.leaf_capacity:
+                # Entries after a leaf at least half full that they would overflow: new leaves after
+                # it, and the leaf stays as it is (a batch rewrites no leaf of records it did not add).
+                return [[node.first_key, node.id, node.count], *self._emit(0, items, fill=True)]
         if self.created.pop(node.id, None) is None:  # a node of this same change is simply dropped
             self.freed.append(node.id)
         if node.level == 0:
-            appended = bool(node.entries) and items[0][0] > node.entries[-1][0]
             return self._emit(0, _merge(node.entries, items), fill=appended)
-        firsts = [e[0] for e in node.entries]
-        groups: dict[int, list[list[Any]]] = {}
-        for item in items:  # each to the last child whose first key is <= its key (the first child if none)
-            groups.setdefault(max(0, bisect.bisect_right(firsts, item[0]) - 1), []).append(item)
+        # Each item goes to the last child whose first key is <= its key (the first child if
+        # none). Items are sorted: a child's part is the run between two bisections.
+        keys = [item[0] for item in items]
+        entries = node.entries
         children: list[list[Any]] = []
-        for i, entry in enumerate(node.entries):
-            part = groups.get(i)
-            if part:
-                children += self._apply(self._load(entry[1]), part)
+        start, last = 0, len(entries) - 1
+        for i, entry in enumerate(entries):
+            end = len(items) if i == last else bisect.bisect_left(keys, entries[i + 1][0], start)
+            if end > start:
+                children += self._apply(self._load(entry[1]), items[start:end])
+                start = end
             else:
                 children.append(entry)
         return self._emit(node.level, children)
