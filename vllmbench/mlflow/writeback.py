@@ -44,17 +44,19 @@ def write_back(connect: Callable[[], MlflowClient], store: MlflowStore, event: E
                            f"(server {event.server!r}, labels {sorted(event.labels)})"}
     client = connect()
     tags = verdicts.verdict_tags(event, eval_url=eval_url, results_url=results_url)
-    # One tag per call (MLflow has no batch for version tags): vllmbench.verdict goes last, so
-    # that a reader who sees it sees the figures too; an alias moves only after every tag is on.
+    # One tag per call (MLflow has no batch for version tags). vllmbench.verdict goes last, after
+    # the figures and the alias: a reader who sees it sees the whole write-back.
     verdict_key = f"{verdicts.PREFIX}verdict"
-    for key, value in sorted(tags.items(), key=lambda item: item[0] == verdict_key):
-        client.set_version_tag(record.model, record.version, key, value)
+    for key, value in tags.items():
+        if key != verdict_key:
+            client.set_version_tag(record.model, record.version, key, value)
     alias = (record.benchmark or {}).get("promote_alias")
     registered = client.get_model(record.model) or {}
     holder = records.model_aliases(registered).get(alias) if alias else None
     why_not = verdicts.promotion(event, alias=alias, version=record.version, holder=holder)
     if why_not is None and alias:
         client.set_alias(record.model, alias, record.version)
+    client.set_version_tag(record.model, record.version, verdict_key, tags[verdict_key])
     record.writeback = {"evaluation": event.evaluation, "verdict": verdicts.verdict_word(event),
                         "tags": len(tags), "alias": alias if why_not is None else None,
                         "alias_not_moved": why_not if alias else None,
