@@ -22,6 +22,14 @@ from vllmbench.embedded.stack import Stack
 
 pytestmark = pytest.mark.slow
 
+QUICK = """name: chat-short
+model: opt-125m
+server: default/opt-125m
+load: {mode: rate, arrival: constant, rate_rps: 4, duration_s: 3, dataset: synthetic,
+       input_tokens: {kind: fixed, mean: 32}, output_tokens: {kind: fixed, mean: 16}}
+verdict: {threshold_percent: 10, metrics: [ttft_p50, e2e_p50]}
+"""
+
 
 def _evaluation(stack: Stack, evaluation: str, timeout: float = 240) -> dict:
     """The evaluation once it has ended (it starts when the server is ready)."""
@@ -58,6 +66,11 @@ def test_a_version_registered_in_the_stacks_mlflow_is_deployed_benchmarked_and_j
         assert connections["mlflow"]["version"] and connections["git"]["reachable"]
         assert connections["webhook"]["registered"] is True, connections["webhook"]
         assert connections["rules"]["paths"] == ["projects/demo/mlflow/demo-models.yaml"]
+        # The rule's profile, made short through the Manager (a commit, as a person would): the two
+        # evaluations below then take seconds each instead of the demo profile's half minute.
+        edited = requests.put(stack.url("sync") + "/projects/demo/files/benchmarks/chat-short.yaml", data=QUICK,
+                              timeout=60)
+        assert edited.status_code == 200, edited.text
         time.sleep(5.5)  # the stack's MLflow caches its webhook list for 5 s
 
         mlflow.create_model("demo-chat")
