@@ -47,6 +47,11 @@ class ValidationFailed(UserError):
     status = 422
     code = "validation_failed"
 
+    @classmethod
+    def at(cls, loc: str, message: str, expected: str) -> "ValidationFailed":
+        """One wrong field: where (``body.server``), what is wrong, what was expected."""
+        return cls(message, details=[{"loc": loc, "msg": message, "expected": expected}])
+
 
 class Unauthorized(UserError):
     status = 401

@@ -4,11 +4,9 @@ with the patches in tools/ferretdb-patches (every ``_id`` lookup uses the ``_id`
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
-from vllmbench.embedded.processes import Process, port_open, wait_until
+from vllmbench.embedded.processes import Process, cached_tool, port_open, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "build-ferretdb.sh"
@@ -16,18 +14,8 @@ BUILD_SCRIPT = REPO_ROOT / "tools" / "build-ferretdb.sh"
 
 def ferretdb_binary() -> Path:
     """The FerretDB binary: VLLMBENCH_FERRETDB_BIN, else the cached build (built now if missing)."""
-    configured = os.environ.get("VLLMBENCH_FERRETDB_BIN")
-    if configured:
-        return Path(configured)
-    if BUILD_SCRIPT.exists():
-        result = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"could not build FerretDB: {result.stderr.strip()[-2000:]}")
-        return Path(result.stdout.strip().splitlines()[-1])
-    found = shutil.which("ferretdb")
-    if found:
-        return Path(found)
-    raise RuntimeError("FerretDB not found: set VLLMBENCH_FERRETDB_BIN or MONGO_URL")
+    return cached_tool("FerretDB", env="VLLMBENCH_FERRETDB_BIN", script=BUILD_SCRIPT, executable="ferretdb",
+                       hint="MONGO_URL", verb="build")
 
 
 class FerretDB:

@@ -14,6 +14,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def cached_tool(name: str, *, env: str, script: Path, executable: str, hint: str, verb: str = "install",
+                timeout_s: float | None = None) -> Path:
+    """A tool's executable: ``env`` if set, else what ``script`` builds or installs into the cache
+    (its last line of output is the path; a second run does nothing), else ``executable`` on PATH."""
+    import shutil
+
+    configured = os.environ.get(env)
+    if configured:
+        return Path(configured)
+    if script.exists():
+        result = subprocess.run([str(script)], capture_output=True, text=True, timeout=timeout_s)
+        if result.returncode != 0:
+            raise RuntimeError(f"could not {verb} {name}: {result.stderr.strip()[-2000:]}")
+        return Path(result.stdout.strip().splitlines()[-1])
+    found = shutil.which(executable)
+    if found:
+        return Path(found)
+    raise RuntimeError(f"{name} not found: set {env} or {hint}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,7 +22,7 @@ PLACEHOLDER_URL = "http://server.invalid:8000"
 
 
 def _refuse(field: str, message: str, expected: str) -> ValidationFailed:
-    return ValidationFailed(message, details=[{"loc": f"body.{field}", "msg": message, "expected": expected}])
+    return ValidationFailed.at(f"body.{field}", message, expected)
 
 
 def builtin_template(name: str) -> templates.Template:

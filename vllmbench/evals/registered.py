@@ -23,7 +23,7 @@ _NOT_ID = re.compile(r"[^a-z0-9-]+")
 
 
 def _refuse(field: str, message: str, expected: str) -> ValidationFailed:
-    return ValidationFailed(message, details=[{"loc": f"data.{field}", "msg": message, "expected": expected}])
+    return ValidationFailed.at(f"data.{field}", message, expected)
 
 
 def evaluation_id(server: str, profile: str) -> str:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
-from vllmbench.embedded.processes import Process, http_ok, wait_until
+from vllmbench.embedded.processes import Process, cached_tool, http_ok, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO_ROOT / "tools" / "install-mlflow.sh"
@@ -26,18 +24,8 @@ INSTALL_SCRIPT = REPO_ROOT / "tools" / "install-mlflow.sh"
 
 def mlflow_binary() -> Path:
     """The ``mlflow`` executable: VLLMBENCH_MLFLOW_BIN, else the cached venv (installed now if missing)."""
-    configured = os.environ.get("VLLMBENCH_MLFLOW_BIN")
-    if configured:
-        return Path(configured)
-    if INSTALL_SCRIPT.exists():
-        result = subprocess.run([str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=1800)
-        if result.returncode != 0:
-            raise RuntimeError(f"could not install MLflow: {result.stderr.strip()[-2000:]}")
-        return Path(result.stdout.strip().splitlines()[-1])
-    found = shutil.which("mlflow")
-    if found:
-        return Path(found)
-    raise RuntimeError("MLflow not found: set VLLMBENCH_MLFLOW_BIN or MLFLOW_TRACKING_URI")
+    return cached_tool("MLflow", env="VLLMBENCH_MLFLOW_BIN", script=INSTALL_SCRIPT, executable="mlflow",
+                       hint="MLFLOW_TRACKING_URI", timeout_s=1800)
 
 
 def _kept_secret(path: Path, size: int) -> str:
