@@ -16,10 +16,13 @@ if TYPE_CHECKING:
     from vllmbench.query import PageQuery, RawQuery, ResultQuery
     from vllmbench.store.results import ResultsStore
 
+    from functions.results.ingest import Prepared
+
 # Models, store and converters load on the first request that needs them, not at import:
 # this module is on the cold-start path of a scale-to-zero function.
 RAW_INPUT = "vllmbench.models.results:RawInput"
 RECORD_OR_BATCH = "vllmbench.models.results:RecordOrBatch"
+PREPARED_BATCH = "functions.results.ingest:parse_batch"  # validated as RECORD_OR_BATCH, maybe in a helper process
 RESULT_QUERY = "vllmbench.query:ResultQuery"
 RAW_QUERY = "vllmbench.query:RawQuery"
 PAGE_QUERY = "vllmbench.query:PageQuery"
@@ -106,15 +109,10 @@ def get_raw(ctx: Context, raw_id: str) -> dict[str, Any]:
 
 
 @app.route("POST", "/standardized_output", body=RECORD_OR_BATCH, status=201, tag="standardized",
-           also={200: "the same content was stored already: nothing changed"})
-def post_standardized(ctx: Context, body: StandardizedRecord | list[StandardizedRecord]) -> Reply:
-    """Store one standardized record or a batch (all or nothing; same content again is a no-op)."""
-    records = body if isinstance(body, list) else [body]
-    if not records:
-        raise UserError("the batch is empty; send one record or a non-empty array of records")
-    if len(records) > 1000:
-        raise UserError(f"the batch holds {len(records)} records; send at most 1000 per request")
-    outcome = _store(ctx).insert_standardized(records)
+           also={200: "the same content was stored already: nothing changed"}, parse=PREPARED_BATCH)
+def post_standardized(ctx: Context, body: Prepared) -> Reply:
+    """Store one standardized record or a batch of up to 1000 (all or nothing; same content again is a no-op)."""
+    outcome = _store(ctx).insert_prepared(body)
     if outcome["stored"]:
         ctx.emit(RESULT_INGESTED, {"standardized": outcome["ids"]}, id="std-" + ",".join(outcome["ids"])[:200])
     return Reply(outcome, 201 if outcome["stored"] else 200)

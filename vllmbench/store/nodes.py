@@ -25,34 +25,41 @@ except ImportError:  # pragma: no cover - a platform without its wheel
     import zlib  # type: ignore[no-redef]
 
 
-class NodeCache:
-    """Nodes by id, least recently used out first, up to ``max_bytes`` of their JSON text.
+class LruCache:
+    """Values by key, least recently used out first, up to ``max_bytes`` (each put says its size)."""
 
-    Nodes never change, so a hit is never stale.
-    """
-
-    def __init__(self, max_bytes: int = 48 << 20) -> None:
+    def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._nodes: OrderedDict[str, tuple[Node, int]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, node_id: str) -> Node | None:
+    def get(self, key: str) -> Any | None:
         with self._lock:
-            found = self._nodes.get(node_id)
+            found = self._items.get(key)
             if found is None:
                 return None
-            self._nodes.move_to_end(node_id)
+            self._items.move_to_end(key)
             return found[0]
 
-    def put(self, node: Node, size: int) -> None:
+    def put_value(self, key: str, value: Any, size: int) -> None:
         with self._lock:
-            old = self._nodes.pop(node.id, None)
+            old = self._items.pop(key, None)
             self._bytes += size - (old[1] if old else 0)
-            self._nodes[node.id] = (node, size)
-            while self._bytes > self.max_bytes and len(self._nodes) > 1:
-                _, (_, dropped) = self._nodes.popitem(last=False)
+            self._items[key] = (value, size)
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
                 self._bytes -= dropped
+
+
+class NodeCache(LruCache):
+    """Nodes by id, up to ``max_bytes`` of their decoded size. Nodes never change, so a hit is never stale."""
+
+    def __init__(self, max_bytes: int = 48 << 20) -> None:
+        super().__init__(max_bytes)
+
+    def put(self, node: Node, size: int) -> None:
+        self.put_value(node.id, node, size)
 
 
 # A leaf's records (a Packed at the end of an entry's value) are kept beside the
@@ -73,6 +80,13 @@ class Packed:
         self._text, self._blob, self._zdict = text, blob, zdict
         self._entry_key: Any = None
         self._entry_json = b""
+
+    @classmethod
+    def restored(cls, blob: bytes, zdict: bytes, entry_key: Any, entry_json: bytes) -> "Packed":
+        """A Packed made elsewhere (another process): its compressed text and last leaf entry."""
+        packed = cls(blob=blob, zdict=zdict)
+        packed._entry_key, packed._entry_json = entry_key, entry_json
+        return packed
 
     @property
     def text(self) -> str:
@@ -116,17 +130,29 @@ _BLOB = {"$b": 1}  # where a Packed was: the leaf's blobs follow in the order of
 
 
 def encode_node(node: Node, zdict: bytes) -> tuple[dict[str, Any], int]:
-    """``{_id, lv, z[, b, bl]}`` and about how much memory the node takes decoded."""
+    """``{_id, lv, z[, b, bl]}`` and about how much memory the node takes decoded.
+
+    A leaf entry whose value ends with a Packed keeps it in ``b`` (its place marked
+    ``{"$b": 1}``); a leaf may hold entries of both kinds (a facet tree's leaf written
+    when its entries held records, with entries appended since that hold ids).
+    """
     blobs: list[bytes] = []
-    if node.level == 0 and node.entries and isinstance(node.entries[0][1], list) \
-            and node.entries[0][1] and isinstance(node.entries[0][1][-1], Packed):
-        parts = []
-        for key, value in node.entries:
-            packed = value[-1]
-            blobs.append(packed.blob(zdict))
-            parts.append(packed.entry_json(key, value))
-        head = b"[" + b",".join(parts) + b"]"
-    else:
+    head = None
+    if node.level == 0:
+        parts: list[bytes] | None = None
+        entries = node.entries
+        for i, (key, value) in enumerate(entries):
+            if type(value) is list and value and type(value[-1]) is Packed:
+                if parts is None:
+                    parts = [_dumps(e) for e in entries[:i]]
+                packed = value[-1]
+                blobs.append(packed.blob(zdict))
+                parts.append(packed.entry_json(key, value))
+            elif parts is not None:
+                parts.append(_dumps([key, value]))
+        if parts is not None:
+            head = b"[" + b",".join(parts) + b"]"
+    if head is None:
         head = _dumps(node.entries)
     doc: dict[str, Any] = {"_id": node.id, "lv": node.level, "z": zlib.compress(head, 1)}
     if blobs:
@@ -139,10 +165,12 @@ def decode_node(doc: dict[str, Any], zdict: bytes) -> tuple[Node, int]:
     entries = _loads(head)
     size = 2 * len(head)
     if doc.get("bl"):
-        data, at = doc["b"], 0
-        for entry, length in zip(entries, doc["bl"]):
-            packed = Packed(blob=data[at:at + length], zdict=zdict)
-            at += length
-            entry[1][-1] = packed
+        data, at, lengths = doc["b"], 0, iter(doc["bl"])
+        for entry in entries:
+            value = entry[1]
+            if type(value) is list and value and value[-1] == _BLOB:
+                length = next(lengths)
+                value[-1] = Packed(blob=data[at:at + length], zdict=zdict)
+                at += length
         size += at
     return Node(doc["_id"], doc["lv"], entries), size

@@ -22,7 +22,7 @@ from vllmbench.models.results import RawInput, StandardizedRecord
 from vllmbench.query import RawQuery, ResultQuery
 from vllmbench.store import results_layout as L
 from vllmbench.store.forest import Change, Forest, Snapshot, _now
-from vllmbench.store.nodes import Packed
+from vllmbench.store.nodes import LruCache, Packed
 from vllmbench.store.group_commit import GroupCommitter
 from vllmbench.store.mongo import translate
 from vllmbench.store.paging import tree_page
@@ -54,29 +54,40 @@ def content_id(text: str | bytes) -> str:
     return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()[:32]
 
 
-class _StdBatch:
-    """A standardized batch, prepared outside the commit (canonical JSON, hashes, entries)."""
+def prepare_records(records: list[StandardizedRecord], texts: list[str] | None = None) -> list[tuple[Any, ...]]:
+    """What a commit needs of each record, computed outside it (in another process, for a big
+    batch: ``functions/results/ingest.py``): ``(run_id, stage, key, record id, compressed record,
+    its time-tree entry JSON, time_ms, [project, model, harness, tags])``. ``texts``: the
+    records' stored JSON (the migration keeps it byte for byte)."""
+    out = []
+    for i, record in enumerate(records):
+        run, scenario = record.run, record.scenario
+        key = f"{run.run_id}#{run.stage}"  # StandardizedRecord.key()
+        text = texts[i] if texts else record.model_dump_json()
+        attrs = [run.project, scenario.model, scenario.harness.name, list(record.tags)]
+        rid, t = content_id(text), L.to_ms(run.started_at)
+        packed = Packed(text=text)
+        blob = packed.blob(L.RECORD_DICTIONARY)
+        out.append((run.run_id, run.stage, key, rid, blob, packed.entry_json([t, key], [rid, *attrs, packed]), t, attrs))
+    return out
 
-    def __init__(self, records: list[StandardizedRecord], raw_key: str | None, *,
-                 texts: list[str] | None = None) -> None:
-        keys = [f"{r.run.run_id}#{r.run.stage}" for r in records]  # StandardizedRecord.key()
+
+class _StdBatch:
+    """A standardized batch, prepared outside the commit (``prepare_records``)."""
+
+    def __init__(self, prepared: list[tuple[Any, ...]], raw_key: str | None) -> None:
+        keys = [item[2] for item in prepared]
         if len(set(keys)) != len(keys):
             dupes = sorted({k for k in keys if keys.count(k) > 1})
             raise Conflict(f"the batch holds the same run id and stage twice: {', '.join(dupes[:5])}")
         self.keys = keys
         self.raw_key = raw_key
         self.items = []
-        for i, (record, key) in enumerate(zip(records, keys)):
-            run, scenario = record.run, record.scenario
-            text = texts[i] if texts else record.model_dump_json()
-            attrs = [run.project, scenario.model, scenario.harness.name, list(record.tags)]
-            rid, t = content_id(text), L.to_ms(run.started_at)
-            # Compressed, and its leaf entry written, here rather than in the commit: a batch is
-            # prepared while another one's commit waits on the database (docs/results.md, "Ingest").
-            packed = Packed(text=text)
-            blob = packed.blob(L.RECORD_DICTIONARY)
-            packed.entry_json([t, key], [rid, *attrs, packed])
-            self.items.append((run.run_id, run.stage, key, rid, packed, t, attrs, {"_id": rid, "b": blob}))
+        for run_id, stage, key, rid, blob, entry, t, attrs in prepared:
+            # Compressed, and its leaf entry written, before the commit: a batch is prepared while
+            # another one's commit waits on the database (docs/results.md, "Ingest").
+            packed = Packed.restored(blob, L.RECORD_DICTIONARY, [t, key], entry)
+            self.items.append((run_id, stage, key, rid, packed, t, attrs, {"_id": rid, "b": blob}))
 
     def check(self, change: Change) -> list[int]:
         """Indexes of the records to store; raises Conflict (nothing staged) on other content."""
@@ -98,13 +109,15 @@ class _StdBatch:
         for i in new:
             run_id, stage, key, rid, packed, t, attrs, doc = self.items[i]
             project, model, harness, tags = attrs
-            names = trees.get(signature := (project, model, harness, *tags))
-            if names is None:
-                names = trees[signature] = L.trees_of(L.STD, {"project": project, "model": model,
-                                                              "harness": harness, "tags": tags})
-            # The record alone too, for point reads: a leaf holds 32 and a run needs one.
+            facets = trees.get(signature := (project, model, harness, *tags))
+            if facets is None:
+                facets = trees[signature] = L.trees_of(L.STD, {"project": project, "model": model,
+                                                               "harness": harness, "tags": tags})[1:]
+            # The record alone, for point reads and for the pages of the facet trees, whose
+            # entries name it (docs/results.md, "Records"); the time tree's leaves hold it too.
             change.insert(L.RECORDS, doc)
-            change.put_all(names, (t, key), [rid, project, model, harness, tags, packed])
+            change.put(L.STD, (t, key), [rid, project, model, harness, tags, packed])
+            change.put_all(facets, (t, key), [rid, project, model, harness, tags])
             change.put(L.STD_KEY, [run_id, stage], [rid, t, project, model, harness, tags, self.raw_key])
         return {"stored": len(new), "unchanged": len(self.keys) - len(new), "ids": self.keys}
 
@@ -120,8 +133,10 @@ class ResultsStore:
         self.forest = Forest(db, L.PREFIX, zdict=L.RECORD_DICTIONARY)
         self.committer = GroupCommitter(self.forest)
         self.records = db[L.RECORDS]
+        # Records by id (content-addressed: a hit is never stale), for the pages of the facet
+        # trees and the point reads: 16 MB holds about 25,000 compressed records.
+        self.record_cache = LruCache(16 << 20)
         self.raw_data = db[L.RAW_DATA]
-        self.samples = db[L.SAMPLES]
         self.samples = db[L.SAMPLES]
 
     @classmethod
@@ -147,11 +162,16 @@ class ResultsStore:
         """
         return self.commit(self.standardized_op(records, raw_id=raw_id))
 
+    def insert_prepared(self, prepared: list[tuple[Any, ...]]) -> dict[str, Any]:
+        """``insert_standardized`` of records given as ``prepare_records`` made them."""
+        batch = _StdBatch(prepared, None)
+        return self.commit(lambda change: batch.stage(change, batch.check(change)))
+
     @staticmethod
     def standardized_op(records: list[StandardizedRecord], *, raw_id: str | None = None,
                         texts: list[str] | None = None) -> Callable[[Change], dict[str, Any]]:
         """The commit operation of a batch; ``texts`` keeps records' stored JSON (migration)."""
-        batch = _StdBatch(records, raw_id, texts=texts)
+        batch = _StdBatch(prepare_records(records, texts), raw_id)
         return lambda change: batch.stage(change, batch.check(change))
 
     def insert_raw(self, raw: RawInput, records: list[StandardizedRecord] | None = None, *,
@@ -189,7 +209,7 @@ class ResultsStore:
                 "ended_at": _iso(raw.ended_at), "ingested_at": _iso(ingested), "size_bytes": len(data_json)}
         attrs = {"project": raw.project, "model": raw.model, "harness": raw.harness.name, "tags": raw.tags}
         value = [raw.run_id, *L.entry_attrs(attrs), meta]
-        batch = _StdBatch(records, key) if records else None
+        batch = _StdBatch(prepare_records(records), key) if records else None
         t, t_in = L.to_ms(time), L.to_ms(ingested)
 
         def op(change: Change) -> dict[str, Any]:
@@ -221,9 +241,17 @@ class ResultsStore:
                 found = tree_page(None, query, entries=self._run_entries_with_records(snap, query.run_id))
             else:
                 found = tree_page(snap, query, base=L.STD)
-            return _page_json([value[5].text for _, value in found["entries"]], found["next_cursor"])
+            return _page_json(self._entry_texts(found["entries"]), found["next_cursor"])
 
         return self.forest.read(read)
+
+    def _entry_texts(self, entries: list[tuple[list[Any], list[Any]]]) -> list[str]:
+        """The records of listing entries: in the leaf (the time tree, and facet leaves written
+        before ids replaced records there), else from ``results_records`` in one ``$in``."""
+        missing = [value[0] for _, value in entries if len(value) < 6]
+        blobs = self._fetch_records(missing) if missing else {}
+        return [value[5].text if len(value) > 5 else Packed(blob=blobs[value[0]], zdict=L.RECORD_DICTIONARY).text
+                for _, value in entries]
 
     def _run_entries_with_records(self, snap: Snapshot, run_id: str) -> list[tuple[list[Any], list[Any]]]:
         """A run's records as entries of the time tree: ([time_ms, key], [id, attrs..., Packed])."""
@@ -281,12 +309,22 @@ class ResultsStore:
                 for run_id, hits in stages.items()}
 
     def _fetch_records(self, rids: list[str]) -> dict[str, bytes]:
-        if not rids:
-            return {}
-        with translate("reading standardized results"):
-            found = {d["_id"]: bytes(d["b"]) for d in self.records.find({"_id": {"$in": list(dict.fromkeys(rids))}})}
-        if len(found) != len(set(rids)):
-            raise RuntimeError("the results index names records that are not stored")
+        """Compressed records by id: from the cache, the rest in one ``$in``."""
+        found: dict[str, bytes] = {}
+        missing = []
+        for rid in dict.fromkeys(rids):
+            blob = self.record_cache.get(rid)
+            if blob is None:
+                missing.append(rid)
+            else:
+                found[rid] = blob
+        if missing:
+            with translate("reading standardized results"):
+                for doc in self.records.find({"_id": {"$in": missing}}):
+                    blob = found[doc["_id"]] = bytes(doc["b"])
+                    self.record_cache.put_value(doc["_id"], blob, len(blob) + 100)
+            if len(found) != len(set(rids)):
+                raise RuntimeError("the results index names records that are not stored")
         return found
 
     def raw_of_run(self, run_id: str) -> list[dict[str, Any]]:

@@ -51,6 +51,9 @@ class Route:
     tag: str | None = None
     also: dict[int, str] | None = None  # other success statuses, documented with the same body
     media: tuple[str, ...] = ("application/json",)  # what a success answers with
+    # "module:function" taking (body bytes, settings): what the handler gets as ``body``,
+    # instead of ``body`` validated in this process (which still documents the route).
+    parse: str | None = None
 
 
 @dataclass
@@ -120,13 +123,16 @@ class FunctionApp:
     def route(self, method: str, path: str, *, body: Any = None, query: Any = None,
               raw_body: bool = False, status: int = 200, summary: str = "", public: bool = False,
               response: Any = None, tag: str | None = None, also: dict[int, str] | None = None,
-              media: tuple[str, ...] = ("application/json",)) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+              media: tuple[str, ...] = ("application/json",),
+              parse: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a route. ``also``: other success statuses it answers (e.g. ``{200: "unchanged"}``
-        beside 201), so that the OpenAPI document names every status a client can get."""
+        beside 201), so that the OpenAPI document names every status a client can get. ``parse``:
+        a "module:function" that turns the JSON body (bytes, and the settings) into what the handler gets, with the
+        same answers to a bad body as ``body`` (the model it documents) would give."""
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             self.routes.append(Route(method.upper(), path, handler, body, query, raw_body, status,
                                      summary or (inspect.getdoc(handler) or "").split("\n")[0], public,
-                                     response, tag, also, media))
+                                     response, tag, also, media, parse))
             self._url_map = None
             return handler
 
@@ -257,7 +263,10 @@ class FunctionApp:
         elif route.body is not None:
             require_json(request.headers.get("Content-Type"))
             data = read_body(request, settings.max_body_bytes, timeout_s=settings.body_timeout_s)
-            kwargs["body"] = parse_body(resolve(route.body), data, max_depth=settings.max_json_depth)
+            if route.parse is not None:
+                kwargs["body"] = resolve(route.parse)(data, settings)
+            else:
+                kwargs["body"] = parse_body(resolve(route.body), data, max_depth=settings.max_json_depth)
         if route.query is not None:
             query = resolve(route.query)
             kwargs["query"] = validate(query, query_to_dict(query, request.args), where="query")

@@ -1,0 +1,125 @@
+"""CPU-bound work of a request in helper processes, beside the process that serves it.
+
+A function process runs its Python under one GIL: a big request's validation takes a
+core while its commit waits on the database, and a second request's validation waits
+for the first. Work handed to a helper (``Offload.run``) runs on another core.
+
+- Helpers start on first use, in the background (forkserver: a clean interpreter, never a
+  fork of a threaded server); until one has imported what it needs, ``run`` answers
+  ``NOT_READY`` and the caller does the work itself. Nothing here is on the import path
+  of a function: a scale-to-zero start pays for it only when a big request arrives.
+- A helper that dies (killed, out of memory) breaks the pool: ``run`` answers
+  ``NOT_READY``, the pool is started again on a later call, and the request at hand is
+  done in the process, so no request fails for it.
+- ``processes=-1`` picks one helper when the process may use two CPUs or more (its
+  affinity and its cgroup's CPU quota), none otherwise: on one CPU a helper only adds
+  the cost of sending the work over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("vllmbench.web.offload")
+
+NOT_READY = object()  # the work was not done: do it in this process
+RESTART_AFTER_S = 30.0
+
+
+def usable_cpus() -> float:
+    """CPUs this process may use: its affinity, bounded by its cgroup's quota (cgroup v2 cpu.max)."""
+    try:
+        cpus = float(len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = float(os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def helpers_for(processes: int) -> int:
+    return (1 if usable_cpus() >= 2 else 0) if processes < 0 else processes
+
+
+class Offload:
+    """A pool of ``processes`` helpers that import ``preload`` (module names) before they are used."""
+
+    def __init__(self, processes: int, preload: tuple[str, ...] = ()) -> None:
+        self.processes = helpers_for(processes)
+        self.preload = preload
+        self._lock = threading.Lock()
+        self._pool: Any = None
+        self._warm: Any = None
+        self._broken_at = 0.0
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a helper (``fn`` importable by name), or ``NOT_READY``."""
+        pool = self._ready_pool()
+        if pool is None:
+            return NOT_READY
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return pool.submit(fn, *args).result()
+        except BrokenProcessPool:
+            self._broke(pool)
+            return NOT_READY
+
+    def _ready_pool(self) -> Any:
+        if self.processes <= 0:
+            return None
+        with self._lock:
+            if self._pool is None:
+                if time.monotonic() - self._broken_at < RESTART_AFTER_S:
+                    return None
+                self._start()
+                return None
+            if not self._warm.done():
+                return None
+            if self._warm.exception() is not None:
+                log.warning("the helper processes failed to start (%s); doing the work in the process",
+                            self._warm.exception())
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool, self._broken_at = None, time.monotonic()
+                return None
+            return self._pool
+
+    def _start(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("forkserver")
+        self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_preload,
+                                         initargs=(self.preload,))
+        self._warm = self._pool.submit(_preload, self.preload)
+
+    def _broke(self, pool: Any) -> None:
+        with self._lock:
+            if self._pool is pool:
+                log.warning("a helper process died; the pool starts again in %.0f s, work is done in the process "
+                            "until then", RESTART_AFTER_S)
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pool, self._broken_at = None, time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
