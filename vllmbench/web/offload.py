@@ -61,6 +61,7 @@ class Offload:
         self._pool: Any = None
         self._warm: Any = None
         self._broken_at = 0.0
+        self._exit_hook = False
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in a helper (``fn`` importable by name), or ``NOT_READY``."""
@@ -102,6 +103,11 @@ class Offload:
         self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_preload,
                                          initargs=(self.preload,))
         self._warm = self._pool.submit(_preload, self.preload)
+        if not self._exit_hook:
+            import atexit
+
+            atexit.register(self.close)  # before the interpreter tears its modules down
+            self._exit_hook = True
 
     def _broke(self, pool: Any) -> None:
         with self._lock:
