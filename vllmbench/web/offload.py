@@ -99,9 +99,13 @@ class Offload:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        import gc
+
         context = multiprocessing.get_context("forkserver")
+        # The helpers collect garbage as seldom as this process was told to (the results function
+        # raises the threshold: a batch allocates hundreds of thousands of objects).
         self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_preload,
-                                         initargs=(self.preload,))
+                                         initargs=(self.preload, gc.get_threshold()))
         self._warm = self._pool.submit(_preload, self.preload)
         if not self._exit_hook:
             import atexit
@@ -124,8 +128,11 @@ class Offload:
                 self._pool = None
 
 
-def _preload(modules: tuple[str, ...]) -> None:
+def _preload(modules: tuple[str, ...], gc_threshold: tuple[int, ...] | None = None) -> None:
+    import gc
     import importlib
 
+    if gc_threshold:
+        gc.set_threshold(*gc_threshold)
     for name in modules:
         importlib.import_module(name)
