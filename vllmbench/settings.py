@@ -227,8 +227,8 @@ class Settings(_Declared):
     # A request body must have arrived this long after its headers (408 and the connection closed).
     body_timeout_s: float = setting(30.0, "VLLMBENCH_BODY_TIMEOUT_S", "body_timeout_s", gt=0)
     # Helper processes that validate and compress big batches of standardized records beside the
-    # results function's own (docs/results.md, "Ingest"): -1 picks one when two CPUs or more are
-    # there to run it, 0 does everything in the function's process.
+    # results function's own (docs/results.md, "Ingest"): -1 picks them when two CPUs or more are
+    # there to run it (one per CPU, at most 4), 0 does everything in the function's process.
     ingest_processes: int = setting(-1, "VLLMBENCH_INGEST_PROCESSES", "ingest_processes", ge=-1, le=8)
     event_dedupe_ttl_s: int = setting(7 * 24 * 3600, "VLLMBENCH_EVENT_DEDUPE_TTL_S", "event_dedupe_ttl_s", ge=60)
     # A delivery's claim on an event lapses this long after its holder stopped renewing it

@@ -50,6 +50,8 @@ def test_a_dead_helper_makes_the_caller_do_the_work_then_the_pool_starts_again(m
 def test_no_helper_without_a_second_cpu(monkeypatch):
     monkeypatch.setattr(offload, "usable_cpus", lambda: 1.0)
     assert Offload(-1).run(os.getpid) is NOT_READY and Offload(-1).processes == 0
-    monkeypatch.setattr(offload, "usable_cpus", lambda: 2.0)
-    assert Offload(-1).processes == 1
+    monkeypatch.setattr(offload, "usable_cpus", lambda: 2.5)
+    assert Offload(-1).processes == 2
+    monkeypatch.setattr(offload, "usable_cpus", lambda: 16.0)
+    assert Offload(-1).processes == 4
     assert Offload(0).processes == 0 and Offload(3).processes == 3
