@@ -64,7 +64,7 @@ class Offload:
         self.preload = preload
         self._lock = threading.Lock()
         self._pool: Any = None
-        self._warm: Any = None
+        self._warm: list[Any] = []
         self._broken_at = 0.0
         self._exit_hook = False
 
@@ -90,11 +90,11 @@ class Offload:
                     return None
                 self._start()
                 return None
-            if not self._warm.done():
+            if not all(f.done() for f in self._warm):
                 return None
-            if self._warm.exception() is not None:
-                log.warning("the helper processes failed to start (%s); doing the work in the process",
-                            self._warm.exception())
+            failed = [f.exception() for f in self._warm if f.exception() is not None]
+            if failed:
+                log.warning("the helper processes failed to start (%s); doing the work in the process", failed[0])
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool, self._broken_at = None, time.monotonic()
                 return None
@@ -111,7 +111,9 @@ class Offload:
         # raises the threshold: a batch allocates hundreds of thousands of objects).
         self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_preload,
                                          initargs=(self.preload, gc.get_threshold()))
-        self._warm = self._pool.submit(_preload, self.preload)
+        # One task per helper, submitted at once: the pool starts a process for each task no idle
+        # one can take, so every helper has imported its modules before the first real work.
+        self._warm = [self._pool.submit(_preload, self.preload) for _ in range(self.processes)]
         if not self._exit_hook:
             import atexit
 
