@@ -27,6 +27,7 @@ def test_work_runs_in_another_process_once_the_helper_is_ready():
         pid = _wait_ready(pool)
         assert pid != os.getpid()
         assert pool.run(divmod, 17, 5) == (3, 2)
+        assert pool.run(divmod, 1, 0) is NOT_READY  # an error there: the caller meets it itself
     finally:
         pool.close()
 

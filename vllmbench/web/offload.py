@@ -80,6 +80,10 @@ class Offload:
         except BrokenProcessPool:
             self._broke(pool)
             return NOT_READY
+        except Exception as exc:  # noqa: BLE001 - the caller does the work and meets the error itself
+            log.warning("%s failed in a helper process (%s: %s); doing it in the process",
+                        getattr(fn, "__name__", fn), type(exc).__name__, exc)
+            return NOT_READY
 
     def _ready_pool(self) -> Any:
         if self.processes <= 0:
