@@ -56,3 +56,28 @@ def test_the_docs_page_ships_a_swagger_ui_that_renders_openapi_31():
 
     version = (_bundle_dir() / "VERSION").read_text().strip().lstrip("v")
     assert int(version.split(".")[0]) >= 5, version
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_route_without_variables_is_the_one_the_url_map_picks(name):
+    # Cold start: such routes are looked up in a dict, without building werkzeug's Map.
+    import runpy
+
+    from tests.fixtures.functions import function_source
+
+    app = runpy.run_path(str(function_source(name)))["app"]
+    adapter = app._map().bind("localhost", url_scheme="http")
+    for route in app.routes:
+        if "<" in route.path:
+            continue
+        assert app._match(route.method, route.path) == adapter.match(route.path, method=route.method)
+        for method, path in (("HEAD", route.path), (route.method, route.path.rstrip("/") + "/")):
+            try:
+                expected: object = adapter.match(path, method=method)
+            except Exception as exc:  # werkzeug's NotFound or MethodNotAllowed: the dispatcher turns them into 404/405
+                expected = type(exc)
+            try:
+                found: object = app._match(method, path)
+            except Exception as exc:
+                found = type(exc)
+            assert found == expected, (method, path)
