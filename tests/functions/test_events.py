@@ -94,3 +94,12 @@ def test_dead_letters_are_kept_once_for_people_to_inspect(results):
     assert listed["count"] == 1
     assert listed["items"][0]["error"]["code"] == "400"
     assert listed["items"][0]["event"]["type"] == "dev.vllmbench.gitops.pushed"
+
+
+def test_binary_event_whose_data_is_not_utf8_json_is_422_not_a_500(results):
+    # A 5xx would be redelivered by the broker again and again; this data can never be read.
+    headers = {"ce-specversion": "1.0", "ce-id": "evt-bytes", "ce-source": "/bench", "ce-type": RAW_TYPE,
+               "Content-Type": "application/json"}
+    answer = requests.post(results.url + "/", data=b"\xff\xfe\x00{", headers=headers, timeout=10)
+    assert answer.status_code == 422, answer.text
+    assert "data" in answer.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vllmbench import logs
-from vllmbench.errors import UserError, VllmbenchError
+from vllmbench.errors import UserError, ValidationFailed, VllmbenchError
 from vllmbench.web.bodies import resolve, validate
 from vllmbench.web.context import Context, Reply
 
@@ -83,6 +83,9 @@ def _make_receiver(app: "FunctionApp") -> Any:
         with logs.bind(event_id=event_id, event_type=event_type, event_source=source):
             data = event.data
             if handler.data is not None:
+                if isinstance(data, (bytes, bytearray)):  # binary mode, a body that is not UTF-8 JSON text
+                    raise ValidationFailed.at("data", f"the event's data is {len(data)} bytes that are not JSON "
+                                              "text (not UTF-8, or no JSON content type)", "a JSON object")
                 data = validate(resolve(handler.data), data, where="data", strict=True)
             ledger = EventLedger(ctx.db, ttl_s=ctx.settings.event_dedupe_ttl_s, claim_s=ctx.settings.event_claim_s,
                                  wait_s=ctx.settings.event_claim_wait_s)
