@@ -51,7 +51,7 @@ from vllmbench.embedded.processes import free_port, http_ok, wait_until  # noqa:
 
 SIZES = [int(s) for s in os.environ.get("BENCH_RESULTS_SIZES", "10000,100000").split(",") if s]  # "": ingest only
 HTTP_INGEST = int(os.environ.get("BENCH_INGEST_RECORDS", "10000"))  # per connection count below
-INGEST_CONNECTIONS = (1, 2)
+INGEST_CONNECTIONS = tuple(int(c) for c in os.environ.get("BENCH_INGEST_CONNECTIONS", "1,2").split(","))
 WARMUP = 2_000
 BATCH = 500
 PROJECTS, MODELS, HARNESSES = 20, 7, ("vllmbench", "guidellm", "vllm-bench-serve")
