@@ -9,18 +9,19 @@ the first (the rule's baseline: previous) and takes the alias on better or same.
 from __future__ import annotations
 
 import io
-import random
 import time
 
 import pytest
 import requests
 
+from tests.e2e.ports import free_offset
 from tests.fixtures.mlflow_rest import MlflowRest
 from tests.integration.gitops import gitutil
 from vllmbench.embedded.processes import free_port
 from vllmbench.embedded.stack import Stack
 
-pytestmark = pytest.mark.slow
+# One stack at a time under pytest-xdist (tests/fixtures/parallel.py): two would race for their ports.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("embedded-stack")]
 
 QUICK = """name: chat-short
 model: opt-125m
@@ -53,7 +54,7 @@ def _tags(mlflow: MlflowRest, model: str, version: int, timeout: float = 30) -> 
 
 
 def test_a_version_registered_in_the_stacks_mlflow_is_deployed_benchmarked_and_judged(tmp_path):
-    offset = random.randrange(10000, 24000, 10)  # every port below the ephemeral range (32768-)
+    offset = free_offset()
     stack = Stack(tmp_path / "data", port_offset=offset, broker_port=offset + 8090, mongo_port=free_port(),
                   out=io.StringIO(), mlflow=True).start()
     try:
