@@ -52,7 +52,7 @@ browser:
 
 test: venv ferretdb cluster-tools browser mlflow
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: venv ferretdb
 	$(PY) tests/bench/run_all.py $(BENCH_ARGS)

@@ -20,8 +20,7 @@ from tests.integration.gitops import gitutil
 from vllmbench.embedded.processes import free_port
 from vllmbench.embedded.stack import Stack
 
-# One stack at a time under pytest-xdist (tests/fixtures/parallel.py): two would race for their ports.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("embedded-stack")]
+pytestmark = pytest.mark.slow  # one stack at a time under pytest-xdist: tests/e2e is one unit (tests/fixtures/parallel.py)
 
 QUICK = """name: chat-short
 model: opt-125m

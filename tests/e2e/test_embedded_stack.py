@@ -12,8 +12,7 @@ from tests.e2e.ports import free_offset
 from vllmbench.embedded.processes import free_port
 from vllmbench.embedded.stack import AlreadyRunning, Stack
 
-# One stack at a time under pytest-xdist (tests/fixtures/parallel.py): two would race for their ports.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("embedded-stack")]
+pytestmark = pytest.mark.slow  # one stack at a time under pytest-xdist: tests/e2e is one unit (tests/fixtures/parallel.py)
 
 
 @pytest.fixture
