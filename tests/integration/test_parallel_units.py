@@ -48,9 +48,10 @@ def test_units_stay_on_one_worker_the_long_go_first_and_an_exclusive_test_runs_a
     (tmp_path / "recorder.py").write_text(RECORD)
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    exclusive: alone\n")
     record = tmp_path / "record.jsonl"
-    env = {**os.environ, "RECORD_TO": str(record), "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-n", "3", "-q", "-p", "no:cacheprovider"], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "RECORD_TO": str(record), "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]),
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # xdist alone: four processes importing schemathesis take seconds
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "xdist.plugin", "-n", "3", "-q", "-p", "no:cacheprovider"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     ran = [json.loads(line) for line in record.read_text().splitlines()]
     assert len(ran) == 26
