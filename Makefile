@@ -10,6 +10,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# `make test` runs the suite on this many pytest-xdist workers (tests/fixtures/parallel.py says how
+# tests are shared out); PYTEST_WORKERS=0 runs it serially in one process.
+PYTEST_WORKERS ?= 3
 export VLLMBENCH_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/vllmbench
 # pip's own cache survives between runs on one machine; nothing is downloaded twice.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -49,7 +52,7 @@ browser:
 
 test: venv ferretdb cluster-tools browser mlflow
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: venv ferretdb
 	$(PY) tests/bench/run_all.py $(BENCH_ARGS)

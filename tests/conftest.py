@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.functions",
     "tests.fixtures.cluster",
     "tests.fixtures.mlflow",
+    "tests.fixtures.parallel",
 ]

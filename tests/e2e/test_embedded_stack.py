@@ -4,32 +4,20 @@ developer's own `make run` can stay up), a real benchmark end to end."""
 from __future__ import annotations
 
 import io
-import random
 
 import pytest
 import requests
 
+from tests.e2e.ports import free_offset
 from vllmbench.embedded.processes import free_port
 from vllmbench.embedded.stack import AlreadyRunning, Stack
 
-pytestmark = pytest.mark.slow
-
-
-def _free_offset() -> int:
-    """A port offset whose every port is free, below the kernel's ephemeral range (32768 and up, where
-    outgoing connections take their ports) and below the local runtime's Service ports (30000-32767)."""
-    from vllmbench.embedded.processes import port_open
-
-    for _ in range(50):
-        offset = random.randrange(10000, 21000, 10)
-        if not any(port_open(port) for port in [*range(offset + 8000, offset + 8006), offset + 8090]):
-            return offset
-    raise AssertionError("no free port offset for the stack")
+pytestmark = pytest.mark.slow  # one stack at a time under pytest-xdist: tests/e2e is one unit (tests/fixtures/parallel.py)
 
 
 @pytest.fixture
 def stack_args(tmp_path):
-    offset = _free_offset()
+    offset = free_offset()
     return dict(data_dir=tmp_path / "data", port_offset=offset, broker_port=offset + 8090, mongo_port=free_port(),
                 out=io.StringIO())
 

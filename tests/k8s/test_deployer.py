@@ -98,6 +98,13 @@ def test_git_is_applied_a_second_reconcile_writes_nothing_and_drift_is_repaired(
     wait_for(lambda: (deployer.cluster.apps_v1.read_namespaced_deployment("vllm", deployer.ns).status
                       .available_replicas or 0) == 1, 60, "the GPU deployment to be available")
 
+    def settled() -> bool:  # the controllers done with their status writes (on a loaded machine they lag)
+        vllm = deployer.cluster.apps_v1.read_namespaced_deployment("vllm", deployer.ns).status
+        bench = deployer.cluster.batch_v1.read_namespaced_job_status("bench", deployer.ns).status
+        rolled_out = any(c.type == "Progressing" and c.reason == "NewReplicaSetAvailable" for c in vllm.conditions or [])
+        return rolled_out and bench.active == 1 and bench.ready == 1
+
+    wait_for(settled, 60, "the deployment rolled out and the job's pod counted ready")
     before = deployer.versions()
     second = deployer.reconcile()
     assert second["writes"] == 0 and set(deployer.ops(second).values()) == {"unchanged"}

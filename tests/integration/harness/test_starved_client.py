@@ -196,6 +196,7 @@ def config(url: str, mode: str, policy: str) -> RunConfig:
                      timeout_s=60, **LOADS[mode])
 
 
+@pytest.mark.exclusive  # its busy loop, at real-time priority, would delay the other workers' tests on that CPU
 @pytest.mark.parametrize("mode", sorted(LOADS))
 def test_a_starved_client_is_marked_with_what_happened_and_what_to_do(rt_sim, mode):
     since = time.monotonic_ns()

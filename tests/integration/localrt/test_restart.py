@@ -145,3 +145,36 @@ def test_a_service_port_taken_while_the_stack_was_down_moves_and_says_so(rt: Loc
         assert old.rsplit(":", 1)[1] in moved["message"] and new.rsplit(":", 1)[1] in moved["message"]
     finally:
         squatter.close()
+
+
+def test_a_service_port_taken_between_its_choice_and_the_forwarders_bind_is_chosen_again(
+        rt: LocalRuntime, monkeypatch) -> None:
+    """Another runtime on this machine (a second stack, a parallel test) hashes the same Service to
+    the same port and can bind it first: the forwarder that lost the port is started again elsewhere."""
+    import socket
+
+    from vllmbench.runtimes.local import services
+
+    squatters: list[socket.socket] = []
+    spawn = services.spawn_detached
+
+    def spawn_after_someone_took_the_port(module: str, folder: Path, *, log: Path) -> int:
+        if not squatters:
+            taken = json.loads((folder / "config.json").read_text())["ports"][0]["hostPort"]
+            squatter = socket.socket()
+            squatters.append(squatter)
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past a connection in TIME_WAIT
+            squatter.bind(("127.0.0.1", taken))
+            squatter.listen()
+        return spawn(module, folder, log=log)
+
+    monkeypatch.setattr(services, "spawn_detached", spawn_after_someone_took_the_port)
+    try:
+        rt.apply(service(), field_manager="m")
+        port = int(rt.service_url("t", "sim", 80).rsplit(":", 1)[1])
+        assert port != squatters[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the forwarder listens there (no endpoint behind it: it closes the connection)
+    finally:
+        for squatter in squatters:
+            squatter.close()

@@ -81,38 +81,64 @@ def allocate(rt: "LocalRuntime", svc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+PORT_ATTEMPTS = 5
+
+
 def ensure(rt: "LocalRuntime", svc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Ports allocated and a forwarder serving them (under the lock)."""
+    """Ports allocated and a forwarder serving them (under the lock).
+
+    A port found free can be taken by another program before the forwarder binds it (another
+    runtime on this machine allocates from the same range, where the same Service hashes to the
+    same port): a forwarder that dies before it listens, one of its ports now busy, gets ports
+    allocated again, up to PORT_ATTEMPTS times."""
     meta = svc["metadata"]
     spec = svc.get("spec") or {}
     svc_dir = folder(rt, meta["namespace"], meta["name"])
     if spec.get("type") == "ExternalName":
         stop(rt, meta["namespace"], meta["name"])
         return []
-    ports = allocate(rt, svc)
     previous = read_json(svc_dir / "config.json") or {}
     had = {p["port"]: p["hostPort"] for p in previous.get("ports") or []}
+    for _ in range(PORT_ATTEMPTS):
+        ports = allocate(rt, svc)
+        config = {"namespace": meta["namespace"], "name": meta["name"], "selector": spec.get("selector") or {},
+                  "ports": ports}
+        write_json(svc_dir / "config.json", config)
+        if forwarder_alive(rt, meta["namespace"], meta["name"]) and sorted(had.values()) == sorted(
+                p["hostPort"] for p in ports):
+            return ports  # the forwarder reads the new selector and target ports by itself
+        if rt.stopped:
+            return _moved(rt, svc, had, ports)
+        stop(rt, meta["namespace"], meta["name"], keep_ports=True)
+        pid = spawn_detached(FORWARDER, svc_dir, log=svc_dir / "forwarder.log")
+        if _listening(svc_dir, pid, ports):
+            return _moved(rt, svc, had, ports)
+        if all(_free(p["hostPort"]) for p in ports):  # it did not die of a port taken meanwhile
+            break
+    raise OSError(f"the forwarder of Service {meta['namespace']}/{meta['name']} did not listen within 10 s; "
+                  f"see {svc_dir / 'forwarder.log'}")
+
+
+def _moved(rt: "LocalRuntime", svc: dict[str, Any], had: dict[int, int],
+           ports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for port in ports:
         if port["port"] in had and had[port["port"]] != port["hostPort"]:
             events.record(rt.root, svc, "PortChanged", f"port {port['port']} moved from 127.0.0.1:{had[port['port']]} "
                           f"to 127.0.0.1:{port['hostPort']}: another program held the old one", type_="Warning")
-    config = {"namespace": meta["namespace"], "name": meta["name"], "selector": spec.get("selector") or {},
-              "ports": ports}
-    write_json(svc_dir / "config.json", config)
-    listening = sorted(p["hostPort"] for p in previous.get("ports") or [])
-    if forwarder_alive(rt, meta["namespace"], meta["name"]) and listening == sorted(p["hostPort"] for p in ports):
-        return ports  # the forwarder reads the new selector and target ports by itself
-    if rt.stopped:
-        return ports
-    stop(rt, meta["namespace"], meta["name"], keep_ports=True)
-    spawn_detached(FORWARDER, svc_dir, log=svc_dir / "forwarder.log")
+    return ports
+
+
+def _listening(svc_dir: Path, pid: int, ports: list[dict[str, Any]]) -> bool:
+    """Whether the forwarder ``pid`` listens on ``ports`` within 10 s; False as soon as it is gone."""
     deadline = time.monotonic() + 10.0
+    wanted = sorted(p["hostPort"] for p in ports)
     while time.monotonic() < deadline:
-        if (read_json(svc_dir / "listening.json") or {}).get("ports") == sorted(p["hostPort"] for p in ports):
-            return ports
+        if (read_json(svc_dir / "listening.json") or {}).get("ports") == wanted:
+            return True
+        if not is_ours(pid, FORWARDER, svc_dir):
+            return (read_json(svc_dir / "listening.json") or {}).get("ports") == wanted
         time.sleep(0.02)
-    raise OSError(f"the forwarder of Service {meta['namespace']}/{meta['name']} did not listen within 10 s; "
-                  f"see {svc_dir / 'forwarder.log'}")
+    return False
 
 
 def stop(rt: "LocalRuntime", namespace: str, name: str, *, keep_ports: bool = True) -> None:
