@@ -519,7 +519,8 @@ class LocalCluster:
         def established() -> bool:
             for crd in crds:
                 obj = self.api.request("GET", object_path(crd))
-                conds = {c["type"]: c["status"] for c in obj.get("status", {}).get("conditions", [])}
+                # a CRD just created may have "status": {"conditions": null} for a moment (seen on a loaded machine)
+                conds = {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
                 if conds.get("Established") != "True":
                     return False
             return True
@@ -531,7 +532,7 @@ class LocalCluster:
         ready = {
             n["metadata"]["name"]
             for n in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in (n.get("status") or {}).get("conditions") or [])
         }
         return set(names) <= ready
 
