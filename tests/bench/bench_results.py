@@ -8,7 +8,10 @@ For each size, on one database that grows from one size to the next:
   start), 10,000 records posted in batches of 500 to POST /standardized_output over one
   connection, then 10,000 more over two connections at once (a client that sends its next
   batch while the last one is stored): records/s over HTTP and CPU per record; the rest
-  written through the store adapter to save time (``BENCH_RESULTS_SIZES=`` stops here);
+  written through the store adapter to save time (``BENCH_RESULTS_SIZES=`` stops here),
+  but the last 10,000 of each size over HTTP again, two connections (ingest into a store
+  that big); each size's figures name the records there were (the ingests and the mixed
+  phases write more than the sizes);
 - listing: each single filter (project, model, harness, tag, time range) and no filter,
   default sort (newest first), first pages and cursor pages, 50 per page: p50/p95;
 - GET /runs/{id}, GET /standardized_output/{id} and GET /compare of 5 runs: p50/p95;
@@ -206,8 +209,9 @@ def point_reads(session: requests.Session, url: str, size: int) -> None:
               f"{CPU.per(60)}; {load()})", flush=True)
 
 
-def mixed(url: str, size: int, seconds: float = 15.0) -> None:
-    """8 writers posting 10-record batches and 8 readers listing and reading runs, for ``seconds``."""
+def mixed(url: str, size: int, seconds: float = 15.0) -> int:
+    """8 writers posting 10-record batches and 8 readers listing and reading runs, for ``seconds``;
+    returns the records stored."""
     post_ms: list[float] = []
     get_ms: list[float] = []
     stop = time.monotonic() + seconds
@@ -246,6 +250,7 @@ def mixed(url: str, size: int, seconds: float = 15.0) -> None:
           f"p95 {pct(post_ms, 95):.0f} ms ({len(post_ms)} posts, {10 * len(post_ms) / seconds:,.0f} records/s); "
           f"GET p50 {statistics.median(get_ms):.0f} ms p95 {pct(get_ms, 95):.0f} ms ({len(get_ms)} reads); "
           f"errors: {len(errors)}", flush=True)
+    return 10 * (len(post_ms) - sum(e.startswith("POST") for e in errors))
 
 
 def samples_bench(session: requests.Session, url: str) -> None:
@@ -323,22 +328,28 @@ def main() -> None:
             gc.set_threshold(200_000, 20, 10)  # as the results function does (functions/results/main.py)
             client = MongoStore(mongo_url)
             store = ResultsStore(client.database(env["VLLMBENCH_DATABASE"]))
+            extra = 0  # records the mixed phases posted (under indexes of their own)
             for size in SIZES:
+                # Through the store adapter up to the last 10,000 (faster), those over HTTP: ingest
+                # into a store this big (deeper trees, leaves the function's cache does not hold).
+                fill_to = max(have, size - HTTP_INGEST)
                 filled = time.perf_counter()
                 CPU.mark()
-                for first in range(have, size, 5000):
+                for first in range(have, fill_to, 5000):
                     store.insert_standardized([StandardizedRecord.model_validate(make(i))
-                                               for i in range(first, min(first + 5000, size))])
-                if size > have:
+                                               for i in range(first, min(first + 5000, fill_to))])
+                if fill_to > have:
                     took = time.perf_counter() - filled
-                    print(f"fill: {size - have:,} more records through the store adapter (batches of 5,000, "
-                          f"validated) in {took:.1f} s ({(size - have) / took:,.0f} records/s; FerretDB "
-                          f"{CPU.per(size - have, 'record').split('FerretDB ')[1]} per record)", flush=True)
-                have = max(have, size)
-                print(f"at {size:,} records:", flush=True)
+                    print(f"fill: {fill_to - have:,} more records through the store adapter (batches of 5,000, "
+                          f"validated) in {took:.1f} s ({(fill_to - have) / took:,.0f} records/s; FerretDB "
+                          f"{CPU.per(fill_to - have, 'record').split('FerretDB ')[1]} per record)", flush=True)
+                    have = fill_to
+                if have < size:
+                    have = ingest(url, have, size - have, 2, what=f"ingest into {have + extra:,} records")
+                print(f"at {have + extra:,} records:", flush=True)
                 listing(session, url, size)
                 point_reads(session, url, size)
-                mixed(url, size)
+                extra += mixed(url, size)
             client.close()
             if SIZES:
                 samples_bench(session, url)

@@ -73,3 +73,47 @@ def test_new_records_are_whole_in_the_time_tree_only(serve_function, mongo_url, 
         assert results.get("/standardized_output", params={"tag": "b"}).json()["count"] == 10
     finally:
         client.close()
+
+
+def test_records_stored_under_the_first_form_of_id_are_the_same_content_posted_again(serve_function, mongo_url,
+                                                                                      database_name):
+    """Record ids now start with the record's time (``record_id``); a record stored before, under
+    the hash of its content alone, posted again unchanged is "unchanged", and changed a 409."""
+    client = MongoClient(mongo_url, tz_aware=True)
+    try:
+        db = client[database_name]
+        docs = [record(f"old-id-{i}", project="ids", started=START + dt.timedelta(minutes=i)) for i in range(5)]
+        write_records_in_facet_leaves(db, [StandardizedRecord.model_validate(d) for d in docs])
+        assert all(not doc["_id"].startswith("t") for doc in db[L.RECORDS].find({}, {"_id": 1}))
+        results = serve_function("results")
+        again = results.post("/standardized_output", json=docs)
+        assert again.status_code in (200, 201), again.text
+        assert again.json()["stored"] == 0 and again.json()["unchanged"] == 5
+        changed = dict(docs[2], tags=["changed"])
+        clash = results.post("/standardized_output", json=[changed])
+        assert clash.status_code == 409 and "old-id-2#0" in clash.text
+        assert db[L.RECORDS].count_documents({}) == 5
+        new = results.post("/standardized_output", json=[record("new-id-0", project="ids",
+                                                                started=START + dt.timedelta(minutes=9))])
+        assert new.status_code == 201
+        assert db[L.RECORDS].count_documents({"_id": {"$regex": "^t"}}) == 1
+        page = results.get("/standardized_output", params={"project": "ids", "limit": 10}).json()
+        assert [i["run"]["run_id"] for i in page["items"]] == ["new-id-0", *(f"old-id-{i}" for i in (4, 3, 2, 1, 0))]
+    finally:
+        client.close()
+
+
+def test_record_and_node_ids_come_in_time_order():
+    """The database's _id index takes new documents at its end (docs/results.md, "Ingest")."""
+    import time
+
+    from vllmbench.store.results import content_id, record_id, same_record
+    from vllmbench.store.tree import new_node_id
+
+    early, late = record_id(1_000, "{}"), record_id(2_000, "{}")
+    assert early < late and early[13:] == late[13:] == content_id("{}")
+    assert same_record(content_id("{}"), early) and same_record(early, early) and not same_record(early, late)
+    assert not same_record(content_id("{\"a\":1}"), early)
+    first = new_node_id()
+    time.sleep(0.002)
+    assert new_node_id() > first and len({new_node_id() for _ in range(10_000)}) == 10_000

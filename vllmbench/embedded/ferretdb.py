@@ -18,6 +18,12 @@ def ferretdb_binary() -> Path:
                        hint="MONGO_URL", verb="build")
 
 
+# SQLite pragmas of every connection FerretDB opens (it adds busy_timeout, WAL and auto_vacuum).
+# Statement journals (every multi-row insert keeps one) in memory, not in temp files: 10% of
+# FerretDB's CPU in a results ingest went to writing them (docs/results.md, "Ingest").
+SQLITE_PRAGMAS: tuple[str, ...] = ("temp_store(memory)",)
+
+
 class FerretDB:
     """One FerretDB process on 127.0.0.1:``port`` keeping its data in ``data_dir``."""
 
@@ -40,9 +46,7 @@ class FerretDB:
         argv = [
             str(ferretdb_binary()),
             "--handler=sqlite",
-            # Statement journals (every multi-row insert keeps one) in memory, not in temp files:
-            # 10% of FerretDB's CPU in a results ingest went to writing them (docs/results.md).
-            f"--sqlite-url=file:{self.data_dir}/?_pragma=temp_store(memory)",
+            f"--sqlite-url=file:{self.data_dir}/?" + "&".join(f"_pragma={p}" for p in SQLITE_PRAGMAS),
             f"--state-dir={self.data_dir}",
             f"--listen-addr=127.0.0.1:{self.port}",
             "--debug-addr=-",

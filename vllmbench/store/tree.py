@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +47,11 @@ Loader = Callable[[str], Node]
 
 
 def new_node_id() -> str:
-    return "n" + os.urandom(10).hex()  # as uuid4().hex[:20] was: 80 random bits, at a fifth of its cost
+    """The time in ms, then 64 random bits: ids made later sort after, so the database's ``_id``
+    index takes new nodes at its end rather than at random places (the cost of an insert into
+    a big collection halves; docs/results.md, "Ingest"). Ids of the first form ("n" and 80
+    random bits) stay valid: an id is only ever looked up."""
+    return f"n{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
 
 
 @dataclass
