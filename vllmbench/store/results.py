@@ -54,17 +54,20 @@ def content_id(text: str | bytes) -> str:
     return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()[:32]
 
 
+_TIME_DIGITS = 12  # a record id: "t", the start time in ms in this many hex digits, the content hash
+
+
 def record_id(time_ms: int, text: str) -> str:
     """A record's ``_id``: its start time, then the hash of its content (so the same content has
     the same id). Ids of records that arrive in time order come in order, and the database's
     ``_id`` index takes them at its end: at 1M records FerretDB spent twice the CPU on an insert
     of a random id (docs/results.md, "Ingest"). Records stored before this had the hash alone."""
-    return f"t{max(time_ms, 0):012x}{content_id(text)}"
+    return f"t{max(time_ms, 0):0{_TIME_DIGITS}x}{content_id(text)}"
 
 
 def same_record(stored_id: str, rid: str) -> bool:
     """Whether a stored record id names the content of ``rid`` (either kind of id, see record_id)."""
-    return stored_id == rid or stored_id == rid[13:]
+    return stored_id == rid or stored_id == rid[1 + _TIME_DIGITS:]
 
 
 def prepare_records(records: list[StandardizedRecord], texts: list[str] | None = None) -> list[tuple[Any, ...]]:
