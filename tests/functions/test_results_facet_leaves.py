@@ -1,5 +1,6 @@
-"""The facet trees hold record ids; their leaves written when they held whole records
-still list, beside entries appended since, and a page spans both (docs/results.md)."""
+"""The trees hold record ids; their leaves written when they held whole records (the time
+tree until December 2026, the facet trees before that) still list, beside entries appended
+since, and a page spans both (docs/results.md, "Records")."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import datetime as dt
 
 from pymongo import MongoClient
 
-from tests.fixtures.old_layout import write_records_in_facet_leaves
+from tests.fixtures.old_layout import write_records_in_leaves
 from tests.fixtures.records import record
 from vllmbench.models.results import StandardizedRecord
 from vllmbench.store import results_layout as L
@@ -15,7 +16,7 @@ from vllmbench.store import results_layout as L
 START = dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc)
 
 
-def test_a_page_spans_facet_leaves_with_records_and_entries_that_name_them(serve_function, mongo_url,
+def test_a_page_spans_leaves_with_records_and_entries_that_name_them(serve_function, mongo_url,
                                                                             database_name):
     client = MongoClient(mongo_url, tz_aware=True)
     try:
@@ -23,7 +24,7 @@ def test_a_page_spans_facet_leaves_with_records_and_entries_that_name_them(serve
         before = [StandardizedRecord.model_validate(record(f"before-{i}", project="mixed", started=START
                                                            + dt.timedelta(hours=i), tags=["t1"]))
                   for i in range(10)]  # a leaf under half full: the appends rewrite it, with both kinds
-        write_records_in_facet_leaves(db, before)
+        write_records_in_leaves(db, before)
         results = serve_function("results")
         after = [record(f"after-{i}", project="mixed", started=START + dt.timedelta(hours=10 + i), tags=["t1"])
                  for i in range(30)]
@@ -49,27 +50,38 @@ def test_a_page_spans_facet_leaves_with_records_and_entries_that_name_them(serve
         assert seen[0]["results"]["latency"]["ttft"]["p50"] == after[0]["results"]["latency"]["ttft"]["p50"]
         tagged = results.get("/standardized_output", params={"tag": "t1", "project": "mixed", "limit": 100}).json()
         assert tagged["count"] == 40
+        # The time tree (no filter, and a time range) too: its leaf of before holds the records.
+        unfiltered = results.get("/standardized_output", params={"limit": 100}).json()["items"]
+        assert unfiltered == seen
+        since = results.get("/standardized_output", params={"since": (START + dt.timedelta(hours=8)).isoformat(),
+                                                            "until": (START + dt.timedelta(hours=11)).isoformat(),
+                                                            "sort": "time"}).json()["items"]
+        assert [i["run"]["run_id"] for i in since] == ["before-8", "before-9", "after-0"]
         assert results.get("/standardized_output/before-3%230").json()["run"]["run_id"] == "before-3"
     finally:
         client.close()
 
 
-def test_new_records_are_whole_in_the_time_tree_only(serve_function, mongo_url, database_name):
+def test_a_new_record_is_stored_once_and_every_tree_names_it(serve_function, mongo_url, database_name):
     results = serve_function("results")
     batch = [record(f"run-{i}", project="p", model="m", tags=["a", "b"], started=START + dt.timedelta(minutes=i))
              for i in range(10)]
     assert results.post("/standardized_output", json=batch).status_code == 201
     client = MongoClient(mongo_url, tz_aware=True)
     try:
+        from vllmbench.store.nodes import Packed
         from vllmbench.store.results import ResultsStore
 
         snap = ResultsStore(client[database_name]).forest.snapshot()
-        whole = {name: sum(1 for _, value in snap.scan(name) if len(value) == 6)
-                 for name in [L.STD, *(L.facet_tree(L.STD, f, v) for f, v in
-                                       [("project", "p"), ("model", "m"), ("harness", "vllmbench"),
-                                        ("tag", "a"), ("tag", "b")])]}
-        assert whole == {L.STD: 10, "std:project=p": 0, "std:model=m": 0, "std:harness=vllmbench": 0,
-                         "std:tag=a": 0, "std:tag=b": 0}
+        names = [L.STD, *(L.facet_tree(L.STD, f, v) for f, v in [("project", "p"), ("model", "m"),
+                                                                 ("harness", "vllmbench"), ("tag", "a"), ("tag", "b")])]
+        entries = {name: [value for _, value in snap.scan(name)] for name in names}
+        assert {name: len(found) for name, found in entries.items()} == dict.fromkeys(names, 10)
+        assert not any(type(v) is Packed for found in entries.values() for value in found for v in value)
+        stored = {doc["_id"] for doc in client[database_name][L.RECORDS].find({}, {"_id": 1})}
+        assert {value[0] for value in entries[L.STD]} == stored and len(stored) == 10
+        page = results.get("/standardized_output").json()
+        assert page["items"] == [StandardizedRecord.model_validate(r).model_dump(mode="json") for r in reversed(batch)]
         assert results.get("/standardized_output", params={"tag": "b"}).json()["count"] == 10
     finally:
         client.close()
@@ -83,7 +95,7 @@ def test_records_stored_under_the_first_form_of_id_are_the_same_content_posted_a
     try:
         db = client[database_name]
         docs = [record(f"old-id-{i}", project="ids", started=START + dt.timedelta(minutes=i)) for i in range(5)]
-        write_records_in_facet_leaves(db, [StandardizedRecord.model_validate(d) for d in docs])
+        write_records_in_leaves(db, [StandardizedRecord.model_validate(d) for d in docs])
         assert all(not doc["_id"].startswith("t") for doc in db[L.RECORDS].find({}, {"_id": 1}))
         results = serve_function("results")
         again = results.post("/standardized_output", json=docs)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from vllmbench.errors import RetryableError
@@ -114,7 +114,7 @@ class Change:
     def put(self, name: str, key: Key, value: Any) -> None:
         self.upserts.setdefault(name, {})[tuple(key)] = value
 
-    def put_all(self, names: list[str], key: tuple[Any, ...], value: Any) -> None:
+    def put_all(self, names: Sequence[str], key: tuple[Any, ...], value: Any) -> None:
         """The same entry in each of the trees ``names`` (a record in every listing it belongs to)."""
         upserts = self.upserts
         for name in names:

@@ -81,13 +81,6 @@ class Packed:
         self._entry_key: Any = None
         self._entry_json = b""
 
-    @classmethod
-    def restored(cls, blob: bytes, zdict: bytes, entry_key: Any, entry_json: bytes) -> "Packed":
-        """A Packed made elsewhere (another process): its compressed text and last leaf entry."""
-        packed = cls(blob=blob, zdict=zdict)
-        packed._entry_key, packed._entry_json = entry_key, entry_json
-        return packed
-
     @property
     def text(self) -> str:
         if self._text is None:

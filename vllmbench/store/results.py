@@ -73,19 +73,17 @@ def same_record(stored_id: str, rid: str) -> bool:
 def prepare_records(records: list[StandardizedRecord], texts: list[str] | None = None) -> list[tuple[Any, ...]]:
     """What a commit needs of each record, computed outside it (in another process, for a big
     batch: ``functions/results/ingest.py``): ``(run_id, stage, key, record id, compressed record,
-    its time-tree entry JSON, time_ms, [project, model, harness, tags])``. ``texts``: the
-    records' stored JSON (the migration keeps it byte for byte)."""
+    time_ms, [project, model, harness, tags])``. ``texts``: the records' stored JSON (the
+    migration keeps it byte for byte)."""
     out = []
     for i, record in enumerate(records):
         run, scenario = record.run, record.scenario
         key = f"{run.run_id}#{run.stage}"  # StandardizedRecord.key()
         text = texts[i] if texts else record.model_dump_json()
-        attrs = [run.project, scenario.model, scenario.harness.name, list(record.tags)]
         t = L.to_ms(run.started_at)
-        rid = record_id(t, text)
-        packed = Packed(text=text)
-        blob = packed.blob(L.RECORD_DICTIONARY)
-        out.append((run.run_id, run.stage, key, rid, blob, packed.entry_json([t, key], [rid, *attrs, packed]), t, attrs))
+        blob = Packed(text=text).blob(L.RECORD_DICTIONARY)
+        out.append((run.run_id, run.stage, key, record_id(t, text), blob, t,
+                    [run.project, scenario.model, scenario.harness.name, list(record.tags)]))
     return out
 
 
@@ -99,12 +97,9 @@ class _StdBatch:
             raise Conflict(f"the batch holds the same run id and stage twice: {', '.join(dupes[:5])}")
         self.keys = keys
         self.raw_key = raw_key
-        self.items = []
-        for run_id, stage, key, rid, blob, entry, t, attrs in prepared:
-            # Compressed, and its leaf entry written, before the commit: a batch is prepared while
-            # another one's commit waits on the database (docs/results.md, "Ingest").
-            packed = Packed.restored(blob, L.RECORD_DICTIONARY, [t, key], entry)
-            self.items.append((run_id, stage, key, rid, packed, t, attrs, {"_id": rid, "b": blob}))
+        # Compressed before the commit: a batch is prepared while another one's commit waits on
+        # the database (docs/results.md, "Ingest").
+        self.items = prepared
 
     def check(self, change: Change) -> list[int]:
         """Indexes of the records to store; raises Conflict (nothing staged) on other content."""
@@ -122,19 +117,13 @@ class _StdBatch:
         return new
 
     def stage(self, change: Change, new: list[int]) -> dict[str, Any]:
-        trees: dict[tuple[Any, ...], list[str]] = {}  # records of a batch share a few attribute sets
         for i in new:
-            run_id, stage, key, rid, packed, t, attrs, doc = self.items[i]
+            run_id, stage, key, rid, blob, t, attrs = self.items[i]
             project, model, harness, tags = attrs
-            facets = trees.get(signature := (project, model, harness, *tags))
-            if facets is None:
-                facets = trees[signature] = L.trees_of(L.STD, {"project": project, "model": model,
-                                                               "harness": harness, "tags": tags})[1:]
-            # The record alone, for point reads and for the pages of the facet trees, whose
-            # entries name it (docs/results.md, "Records"); the time tree's leaves hold it too.
-            change.insert(L.RECORDS, doc)
-            change.put(L.STD, (t, key), [rid, project, model, harness, tags, packed])
-            change.put_all(facets, (t, key), [rid, project, model, harness, tags])
+            # The record once, by its id; every tree's entry names it (docs/results.md, "Records").
+            change.insert(L.RECORDS, {"_id": rid, "b": blob})
+            change.put_all(L.std_trees(project, model, harness, tuple(tags)), (t, key),
+                           [rid, project, model, harness, tags])
             change.put(L.STD_KEY, [run_id, stage], [rid, t, project, model, harness, tags, self.raw_key])
         return {"stored": len(new), "unchanged": len(self.keys) - len(new), "ids": self.keys}
 
