@@ -45,7 +45,7 @@ def prepare(data: bytes, max_depth: int) -> list[tuple[Any, ...]] | None:
 
     The cyclic garbage collector is off meanwhile: a batch of 500 allocates hundreds of
     thousands of objects that all live until the batch is prepared, so every collection
-    it triggered walked them for nothing (a third of the helper's CPU in the ingest
+    it triggered walked them for nothing (a fifth of the helpers' CPU in the ingest
     bench: docs/results.md, "Ingest"). The helper runs one task at a time, and what the
     work leaves in cycles is collected once the collector is back on.
     """
