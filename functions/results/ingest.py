@@ -41,27 +41,13 @@ def parse_batch(data: bytes, settings: Settings) -> Prepared:
 
 
 def prepare(data: bytes, max_depth: int) -> list[tuple[Any, ...]] | None:
-    """In a helper: the prepared records, or None for a body to refuse (the caller says why).
-
-    The cyclic garbage collector is off meanwhile: a batch of 500 allocates hundreds of
-    thousands of objects that all live until the batch is prepared, so every collection
-    it triggered walked them for nothing (a fifth of the helpers' CPU in the ingest
-    bench: docs/results.md, "Ingest"). The helper runs one task at a time, and what the
-    work leaves in cycles is collected once the collector is back on.
-    """
-    import gc
-
+    """In a helper: the prepared records, or None for a body to refuse (the caller says why)."""
     from vllmbench.errors import VllmbenchError
 
-    collecting = gc.isenabled()
-    gc.disable()
     try:
         return _prepare_here(data, max_depth)
     except VllmbenchError:
         return None
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _prepare_here(data: bytes, max_depth: int) -> list[tuple[Any, ...]]:

@@ -11,6 +11,11 @@ for the first. Work handed to a helper (``Offload.run``) runs on another core.
 - A helper that dies (killed, out of memory) breaks the pool: ``run`` answers
   ``NOT_READY``, the pool is started again on a later call, and the request at hand is
   done in the process, so no request fails for it.
+- A helper runs each task with Python's cyclic garbage collector off: a task is one
+  request's work, whose objects (a batch of 500 records: hundreds of thousands) mostly
+  live until it returns, so every collection it triggered walked them for nothing (a
+  fifth of the helpers' CPU in the results ingest bench: docs/results.md, "Ingest"). A
+  helper runs one task at a time; what a task leaves in cycles is collected after it.
 - ``processes=-1`` picks one helper per CPU the process may use (its affinity and its
   cgroup's CPU quota), at most 4, and none on one CPU: there a helper only adds the cost
   of sending the work over.
@@ -76,7 +81,7 @@ class Offload:
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            return pool.submit(fn, *args).result()
+            return pool.submit(_without_collector, fn, *args).result()
         except BrokenProcessPool:
             self._broke(pool)
             return NOT_READY
@@ -111,8 +116,8 @@ class Offload:
         import gc
 
         context = multiprocessing.get_context("forkserver")
-        # The helpers collect garbage as seldom as this process was told to (the results function
-        # raises the threshold: a batch allocates hundreds of thousands of objects).
+        # Between tasks the helpers collect garbage as seldom as this process was told to (the
+        # results function raises the threshold); during one, not at all (_without_collector).
         self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_preload,
                                          initargs=(self.preload, gc.get_threshold()))
         # One task per helper, submitted at once: the pool starts a process for each task no idle
@@ -137,6 +142,16 @@ class Offload:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
+
+
+def _without_collector(fn: Callable[..., Any], *args: Any) -> Any:
+    import gc
+
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        gc.enable()
 
 
 def _preload(modules: tuple[str, ...], gc_threshold: tuple[int, ...] | None = None) -> None:
